@@ -1,0 +1,220 @@
+package connector
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/sekisho/sekisho/auth"
+	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/tunnel"
+)
+
+// Config configures a connector. The zero value of every field means the
+// default written in its comment.
+type Config struct {
+	// ID names this connector in logs and in its hello. Default "connector".
+	ID string `yaml:"id"`
+	// Tenant is the tenant this connector speaks for.
+	Tenant string `yaml:"tenant"`
+	// KeyFile holds the connector's private key; the gateways pin its SPKI
+	// hash. It is created (owner-only) when missing, and its pin logged.
+	KeyFile string `yaml:"key_file"`
+	// Gateways to dial. At least one.
+	Gateways []GatewayConfig `yaml:"gateways"`
+	// SessionsPerGateway is how many parallel sessions to keep to each
+	// gateway. Default 2.
+	SessionsPerGateway int `yaml:"sessions_per_gateway"`
+	// AgentCA lists the tenant's agent CA certificates, pushed to the
+	// gateways as the trust bundle.
+	AgentCA AgentCA `yaml:"agent_ca"`
+	// Services the gateways may relay to. At least one.
+	Services []ServiceConfig `yaml:"services"`
+	// Tunnel tunes the sessions.
+	Tunnel tunnel.Config `yaml:"tunnel"`
+	// Timeouts bound each step with a peer.
+	Timeouts Timeouts `yaml:"timeouts"`
+	// Backoff spaces out reconnects. Defaults 250ms to 30s.
+	Backoff BackoffConfig `yaml:"backoff"`
+
+	// Certificate, when set, is the connector's identity instead of KeyFile.
+	Certificate *tls.Certificate `yaml:"-"`
+	// TrustBundle, when set, replaces the certificates of AgentCA.
+	TrustBundle []*x509.Certificate `yaml:"-"`
+	// Dialer dials gateways and services. Default a net.Dialer.
+	Dialer func(ctx context.Context, network, addr string) (net.Conn, error) `yaml:"-"`
+	// Logger receives the connector's logs. Default: none.
+	Logger *zap.Logger `yaml:"-"`
+	// Now is the clock. Default time.Now.
+	Now func() time.Time `yaml:"-"`
+	// Rand drives backoff jitter (values in [0, 1)). Default math/rand.
+	Rand func() float64 `yaml:"-"`
+}
+
+// GatewayConfig is one gateway to dial.
+type GatewayConfig struct {
+	// Address is host:port of the gateway's TCP port.
+	Address string `yaml:"address"`
+	// ServerName is the name checked in the gateway's certificate. Default
+	// the host of Address.
+	ServerName string `yaml:"server_name"`
+	// CAFile pins the CA that must have issued the gateway's certificate.
+	// Default: the system roots.
+	CAFile string `yaml:"ca_file"`
+	// RootCAs, when set, replaces CAFile.
+	RootCAs *x509.CertPool `yaml:"-"`
+}
+
+// AgentCA names the tenant's agent CA certificates.
+type AgentCA struct {
+	// CertFiles are PEM files of CA certificates (several during a CA
+	// rollover).
+	CertFiles []string `yaml:"cert_files"`
+}
+
+// ServiceConfig is one internal service.
+type ServiceConfig struct {
+	// Name names the service in routes and stream headers.
+	Name string `yaml:"name"`
+	// Host routes agent requests whose Host matches.
+	Host string `yaml:"host"`
+	// PathPrefix routes agent requests whose path starts with it (whole
+	// segments).
+	PathPrefix string `yaml:"path_prefix"`
+	// HostRewrite replaces the Host header toward the service.
+	HostRewrite string `yaml:"host_rewrite"`
+	// Address is host:port the connector dials.
+	Address string `yaml:"address"`
+	// TLS, when present, makes the connector speak TLS to the service.
+	TLS *ServiceTLS `yaml:"tls"`
+}
+
+// ServiceTLS says how to verify a service that speaks TLS. With neither
+// CAFile nor Pin, the system roots are used.
+type ServiceTLS struct {
+	// CAFile is the PEM CA that issued the service's certificate.
+	CAFile string `yaml:"ca_file"`
+	// Pin is the SPKI pin of the service's key (instead of a CA).
+	Pin *auth.Pin `yaml:"pin"`
+	// ServerName is the name to check. Default the host of Address.
+	ServerName string `yaml:"server_name"`
+	// RootCAs, when set, replaces CAFile.
+	RootCAs *x509.CertPool `yaml:"-"`
+}
+
+// Timeouts bound the steps of serving a stream.
+type Timeouts struct {
+	// Handshake bounds dialing a gateway and its hello. Default 10s.
+	Handshake time.Duration `yaml:"handshake"`
+	// StreamHeader bounds reading a stream's header. Default 10s.
+	StreamHeader time.Duration `yaml:"stream_header"`
+	// Dial bounds connecting to a service (TLS included). Default 10s.
+	Dial time.Duration `yaml:"dial"`
+	// StreamIdle closes a relayed stream when nothing moved for that long.
+	// Default 5m.
+	StreamIdle time.Duration `yaml:"stream_idle"`
+}
+
+// BackoffConfig spaces out reconnects.
+type BackoffConfig struct {
+	Min time.Duration `yaml:"min"`
+	Max time.Duration `yaml:"max"`
+}
+
+func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.ID == "" {
+		c.ID = "connector"
+	}
+	if c.SessionsPerGateway == 0 {
+		c.SessionsPerGateway = 2
+	}
+	def(&c.Timeouts.Handshake, 10*time.Second)
+	def(&c.Timeouts.StreamHeader, 10*time.Second)
+	def(&c.Timeouts.Dial, 10*time.Second)
+	def(&c.Timeouts.StreamIdle, 5*time.Minute)
+	c.Tunnel = c.Tunnel.WithDefaults()
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Dialer == nil {
+		c.Dialer = (&net.Dialer{KeepAlive: 15 * time.Second}).DialContext
+	}
+	return c
+}
+
+// Validate checks c and names the field of each problem.
+func (c *Config) Validate() error {
+	var errs []error
+	if err := auth.ValidTenant(c.Tenant); err != nil {
+		errs = append(errs, config.Field("tenant", err))
+	}
+	if c.KeyFile == "" && c.Certificate == nil {
+		errs = append(errs, config.Fieldf("key_file", "required"))
+	}
+	if len(c.Gateways) == 0 {
+		errs = append(errs, config.Fieldf("gateways", "at least one gateway is required"))
+	}
+	for i, g := range c.Gateways {
+		if _, _, err := net.SplitHostPort(g.Address); err != nil {
+			errs = append(errs, config.Fieldf(config.Key(config.Index("gateways", i), "address"), "want host:port: %v", err))
+		}
+	}
+	if c.SessionsPerGateway < 0 || c.SessionsPerGateway > 64 {
+		errs = append(errs, config.Fieldf("sessions_per_gateway", "want 1 to 64"))
+	}
+	if len(c.AgentCA.CertFiles) == 0 && len(c.TrustBundle) == 0 {
+		errs = append(errs, config.Fieldf("agent_ca.cert_files", "at least one CA certificate file is required"))
+	}
+	errs = append(errs, validateServices(c.Services)...)
+	if err := c.Tunnel.Validate(); err != nil {
+		errs = append(errs, config.Field("tunnel", err))
+	}
+	if c.Backoff.Min < 0 || c.Backoff.Max < 0 || (c.Backoff.Max != 0 && c.Backoff.Max < c.Backoff.Min) {
+		errs = append(errs, config.Fieldf("backoff", "want 0 <= min <= max"))
+	}
+	return errors.Join(errs...)
+}
+
+func validateServices(svcs []ServiceConfig) []error {
+	if len(svcs) == 0 {
+		return []error{config.Fieldf("services", "at least one service is required")}
+	}
+	var errs []error
+	seen := map[string]bool{}
+	for i, s := range svcs {
+		path := config.Index("services", i)
+		if err := auth.ValidService(s.Name); err != nil {
+			errs = append(errs, config.Field(config.Key(path, "name"), err))
+		} else if seen[s.Name] {
+			errs = append(errs, config.Fieldf(config.Key(path, "name"), "service %q listed twice", s.Name))
+		}
+		seen[s.Name] = true
+		if s.Host == "" && s.PathPrefix == "" {
+			errs = append(errs, config.Fieldf(path, "host or path_prefix is required to route requests"))
+		}
+		if s.PathPrefix != "" && !strings.HasPrefix(s.PathPrefix, "/") {
+			errs = append(errs, config.Fieldf(config.Key(path, "path_prefix"), "must start with /"))
+		}
+		if _, _, err := net.SplitHostPort(s.Address); err != nil {
+			errs = append(errs, config.Fieldf(config.Key(path, "address"), "want host:port: %v", err))
+		}
+		if s.TLS != nil && s.TLS.CAFile != "" && s.TLS.Pin != nil {
+			errs = append(errs, config.Fieldf(config.Key(path, "tls"), "set ca_file or pin, not both"))
+		}
+	}
+	return errs
+}

@@ -1,0 +1,144 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/sekisho/sekisho/certs"
+)
+
+// agent is a simulated remote PC: it fetches its policy, uploads its
+// inventory and now and then downloads a patch, checking every byte.
+type agent struct {
+	id     string
+	client *http.Client
+	base   string
+}
+
+func (st *stack) newAgent(id string, h2 bool) (*agent, error) {
+	key, err := certs.NewKey()
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := st.ca.IssueAgent(certs.AgentRequest{DeviceID: id, PublicKey: key.Public(), Now: time.Now()})
+	if err != nil {
+		return nil, err
+	}
+	conf := &tls.Config{
+		RootCAs: st.roots, ServerName: "localhost", MinVersion: tls.VersionTLS13,
+		Certificates: []tls.Certificate{certs.TLSCertificate(leaf, key)},
+	}
+	if !h2 {
+		conf.NextProtos = []string{"http/1.1"}
+	}
+	tr := &http.Transport{TLSClientConfig: conf, ForceAttemptHTTP2: h2, MaxIdleConnsPerHost: 4}
+	st.transport = append(st.transport, tr)
+	return &agent{id: id, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, base: "https://" + st.gwAddr}, nil
+}
+
+// run works until ctx ends: policy and inventory every round, a patch
+// download every tenth round.
+func (a *agent) run(ctx context.Context, interval time.Duration, s *stats) {
+	for round := 0; ctx.Err() == nil; round++ {
+		s.observe("policy", a.policy)
+		s.observe("inventory", a.inventory)
+		if round%10 == 5 {
+			s.observe("patch", a.patch)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(interval):
+		}
+	}
+}
+
+func (a *agent) policy() (int64, error) {
+	resp, err := a.client.Get(a.base + "/api/policy")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var p struct {
+		Device string `json:"device"`
+	}
+	n, err := decode(resp, &p)
+	if err == nil && p.Device != a.id {
+		err = fmt.Errorf("policy addressed to %q, not %q", p.Device, a.id)
+	}
+	return n, err
+}
+
+func (a *agent) inventory() (int64, error) {
+	body, _ := json.Marshal(map[string]any{
+		"device": a.id, "os": "Windows 11 23H2", "cpu": "x86_64", "ram_gib": 16,
+		"software": []string{"office-2021", "edge-119", "7zip-23.01"},
+	})
+	resp, err := a.client.Post(a.base+"/api/inventory", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusNoContent {
+		return int64(len(body)), fmt.Errorf("inventory: status %d", resp.StatusCode)
+	}
+	return int64(len(body)), nil
+}
+
+func (a *agent) patch() (int64, error) {
+	resp, err := a.client.Get(a.base + "/patches/KB5031356.msu")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("patch: status %d", resp.StatusCode)
+	}
+	n, err := compareReaders(resp.Body, PayloadReader())
+	if err == nil && n != resp.ContentLength {
+		err = fmt.Errorf("patch: got %d bytes, want %d", n, resp.ContentLength)
+	}
+	return n, err
+}
+
+func decode(resp *http.Response, v any) (int64, error) {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return int64(len(b)), err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return int64(len(b)), fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(b))
+	}
+	return int64(len(b)), json.Unmarshal(b, v)
+}
+
+var errCorrupt = errors.New("payload differs from what the core sent")
+
+// compareReaders reads got to its end and checks it against want.
+func compareReaders(got, want io.Reader) (int64, error) {
+	buf, ref := make([]byte, 64<<10), make([]byte, 64<<10)
+	var n int64
+	for {
+		k, err := got.Read(buf)
+		if k > 0 {
+			io.ReadFull(want, ref[:k])
+			if !bytes.Equal(buf[:k], ref[:k]) {
+				return n, errCorrupt
+			}
+			n += int64(k)
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}

@@ -1,0 +1,240 @@
+package demo
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/sekisho/sekisho/auth"
+	"github.com/sekisho/sekisho/certs"
+	"github.com/sekisho/sekisho/connector"
+	"github.com/sekisho/sekisho/gateway"
+	"github.com/sekisho/sekisho/tunnel"
+)
+
+// Options configure a demo run. The zero value means the defaults.
+type Options struct {
+	// Agents is the number of simulated agents. Default 20.
+	Agents int
+	// Duration is how long the agents work. Default 10s.
+	Duration time.Duration
+	// Interval is each agent's pause between requests. Default 50ms.
+	Interval time.Duration
+	// PayloadSize is the size of the patch payload. Default 4 MiB.
+	PayloadSize int64
+	// Progress, when set, receives a line per second.
+	Progress io.Writer
+	// Logger receives the roles' logs. Default: none.
+	Logger *zap.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.Agents == 0 {
+		o.Agents = 20
+	}
+	if o.Duration == 0 {
+		o.Duration = 10 * time.Second
+	}
+	if o.Interval == 0 {
+		o.Interval = 50 * time.Millisecond
+	}
+	if o.PayloadSize == 0 {
+		o.PayloadSize = 4 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	return o
+}
+
+const tenantName = "demo"
+
+// Run starts the toy core, a connector, a gateway and the agents on
+// loopback, lets the agents work for the duration (or until ctx ends) and
+// returns what they saw.
+func Run(ctx context.Context, opts Options) (*Summary, error) {
+	opts = opts.withDefaults()
+	if opts.Agents < 1 || opts.Duration < 0 || opts.Interval < 0 || opts.PayloadSize < 0 {
+		return nil, errors.New("demo: agents must be positive, durations and sizes not negative")
+	}
+	st, err := startStack(opts)
+	if err != nil {
+		return nil, err
+	}
+	defer st.close()
+	if err := st.waitServed(ctx, 10*time.Second); err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithTimeout(ctx, opts.Duration)
+	defer cancel()
+	stats := newStats()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range opts.Agents {
+		a, err := st.newAgent(fmt.Sprintf("pc-%04d", i+1), i%2 == 0)
+		if err != nil {
+			return nil, err
+		}
+		wg.Go(func() { a.run(runCtx, opts.Interval, stats) })
+	}
+	if opts.Progress != nil {
+		wg.Go(func() { stats.progress(runCtx, opts.Progress, start) })
+	}
+	wg.Wait()
+	return stats.summary(opts, time.Since(start), tunnel.TransportTCP), nil
+}
+
+// stack is every role of the demo, running.
+type stack struct {
+	core      *core
+	coreSrv   *http.Server
+	gw        *gateway.Server
+	conn      *connector.Connector
+	ca        *certs.CA
+	roots     *x509.CertPool
+	gwAddr    string
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	transport []*http.Transport
+}
+
+func startStack(opts Options) (*stack, error) {
+	st := &stack{core: &core{payloadSize: opts.PayloadSize}}
+	ctx, cancel := context.WithCancel(context.Background())
+	st.cancel = cancel
+	ok := false
+	defer func() {
+		if !ok {
+			st.close()
+		}
+	}()
+	coreLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	st.coreSrv = &http.Server{Handler: st.core.handler(), ReadHeaderTimeout: 10 * time.Second}
+	st.wg.Go(func() { st.coreSrv.Serve(coreLn) })
+
+	now := time.Now()
+	if st.ca, err = certs.NewCA(tenantName, now, 0); err != nil {
+		return nil, err
+	}
+	serverCert, err := st.gatewayCert(now)
+	if err != nil {
+		return nil, err
+	}
+	connKey, err := certs.NewKey()
+	if err != nil {
+		return nil, err
+	}
+	connCert, err := certs.SelfSigned(connKey, "demo connector", now)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.startGateway(ctx, serverCert, auth.PinOfCert(connCert.Leaf), opts.Logger); err != nil {
+		return nil, err
+	}
+	if err := st.startConnector(ctx, connCert, coreLn.Addr().String(), opts.Logger); err != nil {
+		return nil, err
+	}
+	ok = true
+	return st, nil
+}
+
+// gatewayCert makes the gateway's "public" certificate from a throwaway CA
+// that the agents and the connector trust.
+func (st *stack) gatewayCert(now time.Time) (tls.Certificate, error) {
+	pub, err := certs.NewCA("public", now, 0)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	key, err := certs.NewKey()
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	leaf, err := pub.IssueServer(key.Public(), []string{"localhost", "127.0.0.1"}, now, 24*time.Hour)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	st.roots = x509.NewCertPool()
+	st.roots.AddCert(pub.Cert)
+	return certs.TLSCertificate(leaf, key), nil
+}
+
+func (st *stack) startGateway(ctx context.Context, cert tls.Certificate, pin auth.Pin, log *zap.Logger) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	st.gw, err = gateway.New(gateway.Config{
+		ID: "demo-gateway", Listener: ln, Certificate: &cert, Logger: log.Named("gateway"),
+		Tenants: []gateway.TenantConfig{{Name: tenantName, ConnectorPins: []auth.Pin{pin}}},
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	st.gwAddr = ln.Addr().String()
+	st.wg.Go(func() { st.gw.Run(ctx) })
+	return nil
+}
+
+func (st *stack) startConnector(ctx context.Context, cert tls.Certificate, coreAddr string, log *zap.Logger) error {
+	var err error
+	st.conn, err = connector.New(connector.Config{
+		ID: "demo-connector", Tenant: tenantName, Certificate: &cert, Logger: log.Named("connector"),
+		Gateways:    []connector.GatewayConfig{{Address: st.gwAddr, ServerName: "localhost", RootCAs: st.roots}},
+		TrustBundle: []*x509.Certificate{st.ca.Cert},
+		Services: []connector.ServiceConfig{
+			{Name: "core", PathPrefix: "/", Address: coreAddr},
+		},
+	})
+	if err != nil {
+		return err
+	}
+	st.wg.Go(func() { st.conn.Run(ctx) })
+	return nil
+}
+
+// waitServed waits until the gateway serves the tenant through at least one
+// connector session.
+func (st *stack) waitServed(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, ts := range st.gw.Tenants() {
+			if ts.Name == tenantName && ts.Sessions > 0 && ts.SnapshotVersion > 0 {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return errors.New("demo: the connector did not reach the gateway in time")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func (st *stack) close() {
+	for _, t := range st.transport {
+		t.CloseIdleConnections()
+	}
+	if st.cancel != nil {
+		st.cancel()
+	}
+	if st.coreSrv != nil {
+		st.coreSrv.Close()
+	}
+	st.wg.Wait()
+}

@@ -1,0 +1,115 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Summary is what the agents saw during a demo run.
+type Summary struct {
+	Agents      int              `json:"agents"`
+	Transport   string           `json:"transport"`
+	DurationSec float64          `json:"duration_seconds"`
+	RequestsOK  int64            `json:"requests_ok"`
+	Failed      int64            `json:"requests_failed"`
+	RPS         float64          `json:"requests_per_second"`
+	BytesRelay  int64            `json:"bytes_relayed"`
+	P50ms       float64          `json:"latency_p50_ms"`
+	P99ms       float64          `json:"latency_p99_ms"`
+	ByKind      map[string]int64 `json:"requests_by_kind"`
+	Errors      []string         `json:"errors,omitempty"`
+}
+
+// stats collects the agents' outcomes.
+type stats struct {
+	ok, failed, bytes atomic.Int64
+	lat               histogram
+	mu                sync.Mutex
+	byKind            map[string]int64
+	errs              map[string]int
+}
+
+func newStats() *stats { return &stats{byKind: map[string]int64{}, errs: map[string]int{}} }
+
+// observe runs one request and records its outcome. Small requests' latency
+// goes to the histogram; patch downloads are measured in bytes.
+func (s *stats) observe(kind string, f func() (int64, error)) {
+	start := time.Now()
+	n, err := f()
+	s.bytes.Add(n)
+	if err != nil {
+		s.failed.Add(1)
+		s.mu.Lock()
+		if len(s.errs) < 10 {
+			s.errs[kind+": "+err.Error()]++
+		}
+		s.mu.Unlock()
+		return
+	}
+	s.ok.Add(1)
+	if kind != "patch" {
+		s.lat.record(time.Since(start))
+	}
+	s.mu.Lock()
+	s.byKind[kind]++
+	s.mu.Unlock()
+}
+
+// progress writes one line per second until ctx ends.
+func (s *stats) progress(ctx context.Context, w io.Writer, start time.Time) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var lastOK int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ok := s.ok.Load()
+		fmt.Fprintf(w, "  %3.0fs  ok %7d  failed %d  %6d req/s  relayed %s  p99 %s\n",
+			time.Since(start).Seconds(), ok, s.failed.Load(), ok-lastOK, mib(s.bytes.Load()),
+			s.lat.quantile(0.99).Round(10*time.Microsecond))
+		lastOK = ok
+	}
+}
+
+func (s *stats) summary(o Options, elapsed time.Duration, transport string) *Summary {
+	sum := &Summary{
+		Agents: o.Agents, Transport: transport, DurationSec: elapsed.Seconds(),
+		RequestsOK: s.ok.Load(), Failed: s.failed.Load(), BytesRelay: s.bytes.Load(),
+		P50ms: ms(s.lat.quantile(0.50)), P99ms: ms(s.lat.quantile(0.99)), ByKind: map[string]int64{},
+	}
+	sum.RPS = float64(sum.RequestsOK) / elapsed.Seconds()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, v := range s.byKind {
+		sum.ByKind[k] = v
+	}
+	for e, n := range s.errs {
+		sum.Errors = append(sum.Errors, fmt.Sprintf("%dx %s", n, e))
+	}
+	sort.Strings(sum.Errors)
+	return sum
+}
+
+// WriteText prints the summary for people.
+func (s *Summary) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "\nsekisho demo: %d agents for %.1fs, tunnel over %s\n", s.Agents, s.DurationSec, s.Transport)
+	fmt.Fprintf(w, "  requests  ok %d  failed %d  (%.0f/s; policy %d, inventory %d, patch %d)\n",
+		s.RequestsOK, s.Failed, s.RPS, s.ByKind["policy"], s.ByKind["inventory"], s.ByKind["patch"])
+	fmt.Fprintf(w, "  relayed   %s through the tunnel\n", mib(s.BytesRelay))
+	fmt.Fprintf(w, "  latency   p50 %.2f ms  p99 %.2f ms (policy and inventory requests)\n", s.P50ms, s.P99ms)
+	for _, e := range s.Errors {
+		fmt.Fprintf(w, "  error     %s\n", e)
+	}
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -1,0 +1,225 @@
+package gateway
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/sekisho/sekisho/auth"
+	"github.com/sekisho/sekisho/certs"
+	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/tunnel"
+)
+
+// Config configures a gateway. The zero value of every field means the
+// default written in its comment.
+type Config struct {
+	// ID names this gateway in logs and in the welcome sent to connectors.
+	// Default "gateway".
+	ID string `yaml:"id"`
+	// Listen is the TCP address for agents and connectors. Default ":443".
+	Listen string `yaml:"listen"`
+	// TLS is the gateway's own certificate.
+	TLS TLSConfig `yaml:"tls"`
+	// Tenants lists the tenants this gateway serves. At least one.
+	Tenants []TenantConfig `yaml:"tenants"`
+	// Limits bounds what peers may cost.
+	Limits Limits `yaml:"limits"`
+	// Tunnel tunes the connectors' sessions.
+	Tunnel tunnel.Config `yaml:"tunnel"`
+	// ProxyProtocol, when it lists trusted addresses, expects a PROXY v2
+	// header on connections from them (an L4 load balancer).
+	ProxyProtocol ProxyProtocol `yaml:"proxy_protocol"`
+	// RetryAfter is the Retry-After hint sent with 503 when a tenant has no
+	// connector; the header carries a random value between it and twice it,
+	// so waiting agents come back spread out. Default 5s.
+	RetryAfter time.Duration `yaml:"retry_after"`
+	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM.
+	// Default 30s. (Used by the command; Shutdown takes a context.)
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+
+	// Listener, when set, is used instead of listening on Listen.
+	Listener net.Listener `yaml:"-"`
+	// Certificate, when set, is served instead of TLS.CertFile/KeyFile.
+	Certificate *tls.Certificate `yaml:"-"`
+	// Logger receives the gateway's logs. Default: none.
+	Logger *zap.Logger `yaml:"-"`
+	// Now is the clock used to check certificates. Default time.Now.
+	Now func() time.Time `yaml:"-"`
+}
+
+// TLSConfig names the gateway's public certificate.
+type TLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// Curves are the key exchange groups in order of preference, e.g.
+	// [X25519, P256]. Default: Go's, which start with the post-quantum
+	// hybrid X25519MLKEM768 (more CPU per handshake; see docs).
+	Curves []string `yaml:"curves"`
+}
+
+// TenantConfig is one tenant the gateway serves.
+type TenantConfig struct {
+	// Name is the tenant's name, as in its agents' certificates.
+	Name string `yaml:"name"`
+	// ConnectorPins are the SPKI pins (sha256/BASE64) of the connector keys
+	// allowed to speak for this tenant. List old and new while rotating.
+	ConnectorPins []auth.Pin `yaml:"connector_pins"`
+	// AgentCAPins, when set, restrict the tenant's pushed trust bundle to
+	// CA certificates with these SPKI pins: a stolen connector key then
+	// cannot make the gateway trust another CA.
+	AgentCAPins []auth.Pin `yaml:"agent_ca_pins"`
+}
+
+// Limits bounds what one peer can cost the gateway.
+type Limits struct {
+	// HandshakeTimeout bounds the TCP-to-authenticated part of every
+	// connection: PROXY header, TLS handshake, connector hello. Default 10s.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	// MaxHandshakes is how many connections may be in that phase at once;
+	// beyond it, accepting pauses. Default 1024.
+	MaxHandshakes int `yaml:"max_handshakes"`
+	// ReadHeaderTimeout bounds reading an agent's request headers. Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// MaxHeaderBytes bounds an agent's request headers. Default 64KiB.
+	MaxHeaderBytes int `yaml:"max_header_bytes" config:"bytes"`
+	// IdleTimeout closes an agent connection idle for that long. Default 2m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxRequestsPerDevice bounds one device's concurrent requests; more get
+	// 429. Default 32.
+	MaxRequestsPerDevice int `yaml:"max_requests_per_device"`
+	// StreamTimeout bounds opening a tunnel stream and the connector's
+	// answer. Default 10s.
+	StreamTimeout time.Duration `yaml:"stream_timeout"`
+	// ResponseHeaderTimeout bounds the wait for a service's response
+	// headers. Default 2m.
+	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
+	// IdleStreamTimeout closes a pooled tunnel stream idle for that long.
+	// Keep it below the services' own keep-alive timeout. Default 30s.
+	IdleStreamTimeout time.Duration `yaml:"idle_stream_timeout"`
+	// MaxIdleStreams is how many idle streams are pooled per tenant and
+	// service. Default 256.
+	MaxIdleStreams int `yaml:"max_idle_streams"`
+}
+
+// ProxyProtocol configures PROXY protocol v2 on the listener.
+type ProxyProtocol struct {
+	// Trusted lists the load balancers' addresses; connections from them
+	// must begin with a PROXY v2 header, others are served as they are.
+	Trusted []netip.Prefix `yaml:"trusted"`
+}
+
+// withDefaults returns a copy of c with defaults filled in.
+func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	defInt := func(d *int, v int) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.ID == "" {
+		c.ID = "gateway"
+	}
+	if c.Listen == "" {
+		c.Listen = ":443"
+	}
+	def(&c.RetryAfter, 5*time.Second)
+	def(&c.ShutdownTimeout, 30*time.Second)
+	l := &c.Limits
+	def(&l.HandshakeTimeout, 10*time.Second)
+	def(&l.ReadHeaderTimeout, 10*time.Second)
+	def(&l.IdleTimeout, 2*time.Minute)
+	def(&l.StreamTimeout, 10*time.Second)
+	def(&l.ResponseHeaderTimeout, 2*time.Minute)
+	def(&l.IdleStreamTimeout, 30*time.Second)
+	defInt(&l.MaxHandshakes, 1024)
+	defInt(&l.MaxHeaderBytes, 64<<10)
+	defInt(&l.MaxRequestsPerDevice, 32)
+	defInt(&l.MaxIdleStreams, 256)
+	c.Tunnel = c.Tunnel.WithDefaults()
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate checks c and names the first field of each problem.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Certificate == nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+		errs = append(errs, config.Fieldf("tls", "cert_file and key_file are required"))
+	}
+	if _, err := certs.ParseCurves(c.TLS.Curves); err != nil {
+		errs = append(errs, config.Field("tls.curves", err))
+	}
+	if len(c.Tenants) == 0 {
+		errs = append(errs, config.Fieldf("tenants", "at least one tenant is required"))
+	}
+	errs = append(errs, c.validateTenants()...)
+	if err := c.Tunnel.Validate(); err != nil {
+		errs = append(errs, config.Field("tunnel", err))
+	}
+	errs = append(errs, c.Limits.validate()...)
+	return errors.Join(errs...)
+}
+
+func (c *Config) validateTenants() []error {
+	var errs []error
+	names := map[string]bool{}
+	pins := map[auth.Pin]string{}
+	for i, t := range c.Tenants {
+		path := config.Index("tenants", i)
+		if err := auth.ValidTenant(t.Name); err != nil {
+			errs = append(errs, config.Field(config.Key(path, "name"), err))
+		} else if names[t.Name] {
+			errs = append(errs, config.Fieldf(config.Key(path, "name"), "tenant %q listed twice", t.Name))
+		}
+		names[t.Name] = true
+		if len(t.ConnectorPins) == 0 {
+			errs = append(errs, config.Fieldf(config.Key(path, "connector_pins"), "at least one pin is required"))
+		}
+		for j, p := range t.ConnectorPins {
+			if other, ok := pins[p]; ok && other != t.Name {
+				errs = append(errs, config.Fieldf(config.Index(config.Key(path, "connector_pins"), j),
+					"pin already belongs to tenant %q: a connector key speaks for one tenant", other))
+			}
+			pins[p] = t.Name
+		}
+	}
+	return errs
+}
+
+func (l *Limits) validate() []error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"handshake_timeout", int64(l.HandshakeTimeout)},
+		{"max_handshakes", int64(l.MaxHandshakes)},
+		{"read_header_timeout", int64(l.ReadHeaderTimeout)},
+		{"max_header_bytes", int64(l.MaxHeaderBytes)},
+		{"idle_timeout", int64(l.IdleTimeout)},
+		{"max_requests_per_device", int64(l.MaxRequestsPerDevice)},
+		{"stream_timeout", int64(l.StreamTimeout)},
+		{"response_header_timeout", int64(l.ResponseHeaderTimeout)},
+		{"idle_stream_timeout", int64(l.IdleStreamTimeout)},
+		{"max_idle_streams", int64(l.MaxIdleStreams)},
+	} {
+		if f.v < 0 {
+			errs = append(errs, config.Fieldf(config.Key("limits", f.name), "must not be negative"))
+		}
+	}
+	return errs
+}

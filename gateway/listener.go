@@ -1,0 +1,201 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/sekisho/sekisho/auth"
+	"github.com/sekisho/sekisho/internal/proxyproto"
+	"github.com/sekisho/sekisho/tunnel"
+)
+
+const tunnelALPN = tunnel.ALPN
+
+// acceptLoop accepts TCP connections and hands each to a handshake
+// goroutine, pausing while MaxHandshakes are in flight.
+func (s *Server) acceptLoop(ln net.Listener) error {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of file descriptors and the like: back off, keep serving.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Error("accept", zap.Error(err), zap.Duration("retry_in", delay))
+			select {
+			case <-time.After(delay):
+				continue
+			case <-s.ctx.Done():
+				return nil
+			}
+		}
+		delay = 0
+		select {
+		case s.hsSem <- struct{}{}:
+		case <-s.ctx.Done():
+			c.Close()
+			return nil
+		}
+		s.wg.Go(func() { s.handshake(c) })
+	}
+}
+
+// handshake authenticates one connection within HandshakeTimeout and
+// dispatches it by ALPN: tunnels to serveTunnel, agents to the HTTP server.
+func (s *Server) handshake(c net.Conn) {
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			<-s.hsSem
+		}
+	}
+	defer release()
+	deadline := time.Now().Add(s.cfg.Limits.HandshakeTimeout)
+	c.SetDeadline(deadline)
+	c, err := s.readProxyHeader(c)
+	if err != nil {
+		s.log.Info("peer refused", zap.String("remote_addr", c.RemoteAddr().String()),
+			zap.String("reason", "proxy_protocol"), zap.Error(err))
+		c.Close()
+		return
+	}
+	tc := tls.Server(c, s.tlsConf)
+	ctx, cancel := context.WithDeadline(s.ctx, deadline)
+	err = tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		s.log.Info("peer refused", zap.String("remote_addr", c.RemoteAddr().String()),
+			zap.String("reason", refusalReason(err)), zap.Error(err))
+		c.Close()
+		return
+	}
+	c.SetDeadline(time.Time{})
+	if tc.ConnectionState().NegotiatedProtocol == tunnelALPN {
+		release()
+		s.serveTunnel(s.ctx, tc)
+		return
+	}
+	if !s.httpLn.push(tc) {
+		tc.Close()
+	}
+}
+
+// readProxyHeader reads a PROXY v2 header from connections of trusted load
+// balancers.
+func (s *Server) readProxyHeader(c net.Conn) (net.Conn, error) {
+	if len(s.cfg.ProxyProtocol.Trusted) == 0 {
+		return c, nil
+	}
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil || !trusted(s.cfg.ProxyProtocol.Trusted, ap.Addr().Unmap()) {
+		return c, nil
+	}
+	h, err := proxyproto.ReadHeader(c)
+	if err != nil {
+		return c, fmt.Errorf("read PROXY header from load balancer: %w", err)
+	}
+	return proxyproto.NewConn(c, h), nil
+}
+
+func trusted(prefixes []netip.Prefix, a netip.Addr) bool {
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// configForClient chooses the TLS policy by ALPN: the tunnel protocol gets
+// the connector policy, everything else the agent policy.
+func (s *Server) configForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	if tunnel.HasALPN(hello.SupportedProtos) {
+		return s.tunnels, nil
+	}
+	return s.agents, nil
+}
+
+// verifyAgent is the VerifyConnection of the agent TLS policy. It runs on
+// every handshake, resumed ones included, and fails closed: the chain must
+// lead to the trust bundle of the tenant the certificate names, and that
+// tenant must be served (its first snapshot has arrived).
+func (s *Server) verifyAgent(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return auth.ErrNoCertificate
+	}
+	name, err := auth.TenantOf(cs.PeerCertificates[0])
+	if err != nil {
+		return fmt.Errorf("%w: %w", auth.ErrMalformedClient, err)
+	}
+	t := s.tenants[name]
+	if t == nil {
+		return fmt.Errorf("%w: %q", auth.ErrUnknownTenant, name)
+	}
+	st := t.state.Load()
+	if st == nil {
+		return fmt.Errorf("%w: %q has no snapshot yet", auth.ErrUnknownTenant, name)
+	}
+	_, err = auth.VerifyAgent(cs.PeerCertificates, name, st.roots, s.cfg.Now())
+	return err
+}
+
+// refusalReason labels a failed handshake for logs.
+func refusalReason(err error) string {
+	if r := auth.Reason(err); r != "other" {
+		return r
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+		return "handshake_timeout"
+	}
+	return "tls"
+}
+
+// chanListener hands connections that finished their handshake to the
+// HTTP server.
+type chanListener struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) push(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }

@@ -1,0 +1,216 @@
+package gateway
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sekisho/sekisho/auth"
+	"github.com/sekisho/sekisho/tunnel"
+)
+
+// tenant is one tenant's live state: its config, its newest snapshot and
+// the connector sessions that serve it.
+type tenant struct {
+	name    string
+	pins    map[auth.Pin]bool
+	caPins  map[auth.Pin]bool // empty: any CA the connector pushes
+	state   atomic.Pointer[state]
+	applyMu sync.Mutex // serialises snapshot replacement
+
+	mu       sync.Mutex
+	sessions []*tunnelSession
+	next     int // round-robin cursor
+}
+
+// state is an immutable view of a tenant's snapshot, ready to serve.
+type state struct {
+	snap     *tunnel.Snapshot
+	roots    *x509.CertPool
+	cas      []*x509.Certificate
+	routes   []route
+	received time.Time
+}
+
+func newTenant(c TenantConfig) *tenant {
+	t := &tenant{name: c.Name, pins: map[auth.Pin]bool{}, caPins: map[auth.Pin]bool{}}
+	for _, p := range c.ConnectorPins {
+		t.pins[p] = true
+	}
+	for _, p := range c.AgentCAPins {
+		t.caPins[p] = true
+	}
+	return t
+}
+
+// errStale marks a snapshot older than the one in force; it is not an
+// error of the snapshot itself.
+var errStale = errors.New("snapshot is not newer than the one in force")
+
+// apply validates snap and, if it is newer than the state in force (or of
+// another epoch), replaces the state. It returns errStale for an older or
+// equal snapshot of the same epoch, which leaves the state as it is.
+func (t *tenant) apply(snap *tunnel.Snapshot, now time.Time) error {
+	st, err := t.build(snap, now)
+	if err != nil {
+		return err
+	}
+	t.applyMu.Lock()
+	defer t.applyMu.Unlock()
+	if cur := t.state.Load(); cur != nil && cur.snap.Epoch == snap.Epoch && snap.Version <= cur.snap.Version {
+		return errStale
+	}
+	t.state.Store(st)
+	return nil
+}
+
+func (t *tenant) build(snap *tunnel.Snapshot, now time.Time) (*state, error) {
+	if snap.Tenant != t.name {
+		return nil, fmt.Errorf("snapshot names tenant %q on a session of tenant %q", snap.Tenant, t.name)
+	}
+	st := &state{snap: snap, roots: x509.NewCertPool(), received: now}
+	if len(snap.TrustBundle) == 0 {
+		return nil, errors.New("trust bundle is empty")
+	}
+	for i, der := range snap.TrustBundle {
+		ca, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("trust bundle certificate %d: %w", i, err)
+		}
+		if !ca.IsCA {
+			return nil, fmt.Errorf("trust bundle certificate %d (%s) is not a CA", i, ca.Subject)
+		}
+		if len(t.caPins) > 0 && !t.caPins[auth.PinOfCert(ca)] {
+			return nil, fmt.Errorf("trust bundle certificate %d (%s, %s) is not among the tenant's agent_ca_pins",
+				i, ca.Subject, auth.PinOfCert(ca))
+		}
+		st.roots.AddCert(ca)
+		st.cas = append(st.cas, ca)
+	}
+	routes, err := buildRoutes(snap.Services)
+	if err != nil {
+		return nil, err
+	}
+	st.routes = routes
+	return st, nil
+}
+
+// addSession makes s available for new streams.
+func (t *tenant) addSession(s *tunnelSession) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !slices.Contains(t.sessions, s) {
+		t.sessions = append(t.sessions, s)
+	}
+}
+
+// removeSession takes s out of service.
+func (t *tenant) removeSession(s *tunnelSession) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.sessions = slices.DeleteFunc(t.sessions, func(x *tunnelSession) bool { return x == s })
+}
+
+// pick returns the live session with the fewest open streams, rotating
+// among equals so that new streams spread over every session.
+func (t *tenant) pick() *tunnelSession {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(t.sessions)
+	if n == 0 {
+		return nil
+	}
+	t.next++
+	var best *tunnelSession
+	bestStreams := 0
+	for i := range n {
+		s := t.sessions[(t.next+i)%n]
+		select {
+		case <-s.sess.Done():
+			continue
+		default:
+		}
+		if k := s.sess.NumStreams(); best == nil || k < bestStreams {
+			best, bestStreams = s, k
+		}
+	}
+	return best
+}
+
+// numSessions is the number of sessions serving the tenant.
+func (t *tenant) numSessions() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.sessions)
+}
+
+// route is one service's routing rule.
+type route struct {
+	svc    tunnel.Service
+	host   string // lowercase, no port; empty: any
+	prefix string // empty: any
+}
+
+// buildRoutes checks the services and orders their rules so that the
+// first match is the most specific: host and prefix, then host alone,
+// then the longest prefix.
+func buildRoutes(svcs []tunnel.Service) ([]route, error) {
+	var routes []route
+	names := map[string]bool{}
+	for _, s := range svcs {
+		if err := auth.ValidService(s.Name); err != nil {
+			return nil, err
+		}
+		if names[s.Name] {
+			return nil, fmt.Errorf("service %q listed twice", s.Name)
+		}
+		names[s.Name] = true
+		if s.Host == "" && s.PathPrefix == "" {
+			return nil, fmt.Errorf("service %q has neither host nor path_prefix", s.Name)
+		}
+		if s.PathPrefix != "" && !strings.HasPrefix(s.PathPrefix, "/") {
+			return nil, fmt.Errorf("service %q: path_prefix %q must start with /", s.Name, s.PathPrefix)
+		}
+		routes = append(routes, route{svc: s, host: strings.ToLower(s.Host), prefix: s.PathPrefix})
+	}
+	slices.SortStableFunc(routes, func(a, b route) int {
+		if (a.host != "") != (b.host != "") {
+			if a.host != "" {
+				return -1
+			}
+			return 1
+		}
+		return len(b.prefix) - len(a.prefix)
+	})
+	return routes, nil
+}
+
+// match returns the service for a request's host (port stripped,
+// lowercase) and clean path, or nil.
+func (st *state) match(host, path string) *tunnel.Service {
+	for i := range st.routes {
+		r := &st.routes[i]
+		if r.host != "" && r.host != host {
+			continue
+		}
+		if r.prefix != "" && !pathHasPrefix(path, r.prefix) {
+			continue
+		}
+		return &r.svc
+	}
+	return nil
+}
+
+// pathHasPrefix matches whole path segments: /api matches /api and /api/x
+// but not /apix; a prefix ending in / matches anything below it.
+func pathHasPrefix(path, prefix string) bool {
+	if strings.HasSuffix(prefix, "/") {
+		return strings.HasPrefix(path, prefix)
+	}
+	return path == prefix || strings.HasPrefix(path, prefix+"/")
+}

@@ -1,0 +1,119 @@
+package tunnel
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// BufferSize is the size of the pooled buffers used to copy stream bytes.
+const BufferSize = 64 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, BufferSize); return &b }}
+
+// GetBuffer takes a copy buffer from the pool; PutBuffer returns it.
+func GetBuffer() *[]byte  { return bufPool.Get().(*[]byte) }
+func PutBuffer(b *[]byte) { bufPool.Put(b) }
+
+type closeWriter interface{ CloseWrite() error }
+
+// Splice copies between a and b in both directions until both directions
+// have ended, then closes both. When one direction reaches EOF, the other
+// end's write side is closed (CloseWrite) so the EOF travels on; an error
+// in either direction closes both at once. When idle is positive and no
+// byte has moved in either direction for that long, both are closed.
+//
+// It returns the bytes copied each way and the first error that was not
+// an ordinary end of stream.
+func Splice(a, b net.Conn, idle time.Duration) (aToB, bToA int64, err error) {
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
+	var wg sync.WaitGroup
+	var errBA error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		bToA, errBA = copyHalf(a, b, idle, &last)
+	}()
+	aToB, err = copyHalf(b, a, idle, &last)
+	wg.Wait()
+	a.Close()
+	b.Close()
+	if err == nil {
+		err = errBA
+	}
+	return aToB, bToA, err
+}
+
+// copyHalf copies src to dst, then closes dst's write side (or, on error,
+// both ends so that the other half stops too).
+func copyHalf(dst, src net.Conn, idle time.Duration, last *atomic.Int64) (int64, error) {
+	buf := GetBuffer()
+	defer PutBuffer(buf)
+	r := io.Reader(src)
+	if idle > 0 {
+		r = &idleReader{c: src, idle: idle, last: last}
+	}
+	// Hide ReadFrom/WriteTo so that io.CopyBuffer uses the pooled buffer.
+	n, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{r}, *buf)
+	if err == nil {
+		if cw, ok := dst.(closeWriter); ok && cw.CloseWrite() == nil {
+			return n, nil
+		}
+	}
+	dst.Close()
+	src.Close()
+	if isClosed(err) {
+		err = nil
+	}
+	return n, err
+}
+
+// idleReader reads from c with a deadline that moves while bytes move in
+// either direction of the splice.
+type idleReader struct {
+	c    net.Conn
+	idle time.Duration
+	last *atomic.Int64 // unix nanos of the last progress, both directions
+	set  time.Time     // deadline currently set on c
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	for {
+		now := time.Now()
+		// Refresh the deadline only when a good part of it has passed.
+		if r.set.Sub(now) < r.idle-r.idle/8 {
+			r.set = now.Add(r.idle)
+			r.c.SetReadDeadline(r.set)
+		}
+		n, err := r.c.Read(p)
+		if n > 0 {
+			r.last.Store(time.Now().UnixNano())
+		}
+		if err != nil && n == 0 && isTimeout(err) {
+			quiet := time.Since(time.Unix(0, r.last.Load()))
+			if quiet < r.idle {
+				r.set = time.Time{} // the other direction moved: wait on
+				continue
+			}
+			return 0, ErrIdle
+		}
+		return n, err
+	}
+}
+
+// ErrIdle is returned by Splice when nothing moved for the idle timeout.
+var ErrIdle = errors.New("idle timeout")
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+func isClosed(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe)
+}

@@ -1,0 +1,201 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// Config tunes a tunnel session. The zero value means the documented
+// defaults.
+type Config struct {
+	// StreamWindow is the largest receive window of one stream, in bytes.
+	// One stream cannot move faster than StreamWindow per round trip, so it
+	// is sized for WAN links: 8 MiB is ~1.3 Gbit/s at 50 ms. It also bounds
+	// what a slow reader can make this side buffer per stream. Default
+	// 8 MiB; at least 256 KiB.
+	StreamWindow int `yaml:"stream_window" config:"bytes"`
+	// KeepAliveInterval is how often an idle session is pinged. Default 5s.
+	KeepAliveInterval time.Duration `yaml:"keepalive_interval"`
+	// WriteTimeout bounds every write to the connection and every ping's
+	// answer; a peer that stops reading for that long is dead. A dead peer
+	// is noticed within KeepAliveInterval + WriteTimeout. Default 5s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// AcceptBacklog is how many streams may wait to be accepted; more are
+	// refused. Default 1024.
+	AcceptBacklog int `yaml:"accept_backlog"`
+	// StreamCloseTimeout is how long a stream closed on this side waits for
+	// the peer's close before it is reset. Default 5m.
+	StreamCloseTimeout time.Duration `yaml:"stream_close_timeout"`
+	// Logf receives the transport library's own diagnostics. Default: none.
+	Logf func(format string, args ...any) `yaml:"-"`
+}
+
+const minStreamWindow = 256 << 10
+
+// WithDefaults returns a copy of c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.StreamWindow == 0 {
+		c.StreamWindow = 8 << 20
+	}
+	if c.KeepAliveInterval == 0 {
+		c.KeepAliveInterval = 5 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 5 * time.Second
+	}
+	if c.AcceptBacklog == 0 {
+		c.AcceptBacklog = 1024
+	}
+	if c.StreamCloseTimeout == 0 {
+		c.StreamCloseTimeout = 5 * time.Minute
+	}
+	return c
+}
+
+// Validate reports the first field of c that is out of range.
+func (c Config) Validate() error {
+	switch {
+	case c.StreamWindow != 0 && (c.StreamWindow < minStreamWindow || c.StreamWindow > 1<<30):
+		return fmt.Errorf("stream_window: want 256KiB to 1GiB, got %d", c.StreamWindow)
+	case c.KeepAliveInterval < 0:
+		return errors.New("keepalive_interval: must not be negative")
+	case c.WriteTimeout < 0:
+		return errors.New("write_timeout: must not be negative")
+	case c.AcceptBacklog < 0:
+		return errors.New("accept_backlog: must not be negative")
+	case c.StreamCloseTimeout < 0:
+		return errors.New("stream_close_timeout: must not be negative")
+	}
+	return nil
+}
+
+func (c Config) yamux() *yamux.Config {
+	c = c.WithDefaults()
+	y := &yamux.Config{
+		AcceptBacklog:          c.AcceptBacklog,
+		EnableKeepAlive:        true,
+		KeepAliveInterval:      c.KeepAliveInterval,
+		ConnectionWriteTimeout: c.WriteTimeout,
+		MaxStreamWindowSize:    uint32(c.StreamWindow),
+		StreamOpenTimeout:      30 * time.Second,
+		StreamCloseTimeout:     c.StreamCloseTimeout,
+		LogOutput:              io.Discard,
+	}
+	if c.Logf != nil {
+		y.LogOutput = nil
+		y.Logger = logfLogger(c.Logf)
+	}
+	return y
+}
+
+// NewYamuxClient starts the client (connector) end of a yamux session over
+// conn, which must already be authenticated.
+func NewYamuxClient(conn net.Conn, c Config) (Session, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	s, err := yamux.Client(conn, c.yamux())
+	if err != nil {
+		return nil, fmt.Errorf("start yamux client: %w", err)
+	}
+	return &yamuxSession{s: s}, nil
+}
+
+// NewYamuxServer starts the server (gateway) end of a yamux session.
+func NewYamuxServer(conn net.Conn, c Config) (Session, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	s, err := yamux.Server(conn, c.yamux())
+	if err != nil {
+		return nil, fmt.Errorf("start yamux server: %w", err)
+	}
+	return &yamuxSession{s: s}, nil
+}
+
+type yamuxSession struct{ s *yamux.Session }
+
+var _ Session = (*yamuxSession)(nil)
+
+func (y *yamuxSession) OpenStream(ctx context.Context) (Stream, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s, err := y.s.OpenStream()
+	if err != nil {
+		return nil, fmt.Errorf("open stream: %w", err)
+	}
+	return newYamuxStream(s), nil
+}
+
+func (y *yamuxSession) AcceptStream(ctx context.Context) (Stream, error) {
+	s, err := y.s.AcceptStreamWithContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return newYamuxStream(s), nil
+}
+
+func (y *yamuxSession) Close() error          { return y.s.Close() }
+func (y *yamuxSession) Done() <-chan struct{} { return y.s.CloseChan() }
+func (y *yamuxSession) NumStreams() int       { return y.s.NumStreams() }
+func (y *yamuxSession) LocalAddr() net.Addr   { return y.s.LocalAddr() }
+func (y *yamuxSession) RemoteAddr() net.Addr  { return y.s.RemoteAddr() }
+func (y *yamuxSession) Transport() string     { return TransportTCP }
+
+// yamuxStream adapts a yamux stream. yamux's Close only ends the write
+// direction (it sends FIN); Close here also ends local reads, so that a
+// reader blocked on the stream returns net.ErrClosed.
+type yamuxStream struct {
+	*yamux.Stream
+	closed atomic.Bool
+}
+
+func newYamuxStream(s *yamux.Stream) *yamuxStream { return &yamuxStream{Stream: s} }
+
+func (s *yamuxStream) CloseWrite() error { return s.Stream.Close() }
+
+func (s *yamuxStream) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	err := s.Stream.Close()
+	s.Stream.SetReadDeadline(time.Unix(1, 0))
+	return err
+}
+
+func (s *yamuxStream) Read(p []byte) (int, error) {
+	if s.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	n, err := s.Stream.Read(p)
+	if err != nil && s.closed.Load() {
+		return n, net.ErrClosed
+	}
+	return n, err
+}
+
+func (s *yamuxStream) SetReadDeadline(t time.Time) error {
+	if s.closed.Load() {
+		return nil
+	}
+	return s.Stream.SetReadDeadline(t)
+}
+
+func (s *yamuxStream) SetDeadline(t time.Time) error {
+	s.SetReadDeadline(t)
+	return s.Stream.SetWriteDeadline(t)
+}
+
+type logfLogger func(format string, args ...any)
+
+func (l logfLogger) Print(v ...any)                 { l("%s", fmt.Sprint(v...)) }
+func (l logfLogger) Printf(format string, v ...any) { l(format, v...) }
+func (l logfLogger) Println(v ...any)               { l("%s", fmt.Sprint(v...)) }
