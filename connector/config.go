@@ -159,7 +159,9 @@ func (c Config) withDefaults() Config {
 // Validate checks c and names the field of each problem.
 func (c *Config) Validate() error {
 	var errs []error
-	if err := auth.ValidTenant(c.Tenant); err != nil {
+	if c.Tenant == "" {
+		errs = append(errs, config.Fieldf("tenant", "required"))
+	} else if err := auth.ValidTenant(c.Tenant); err != nil {
 		errs = append(errs, config.Field("tenant", err))
 	}
 	if c.KeyFile == "" && c.Certificate == nil {
@@ -169,7 +171,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, config.Fieldf("gateways", "at least one gateway is required"))
 	}
 	for i, g := range c.Gateways {
-		if _, _, err := net.SplitHostPort(g.Address); err != nil {
+		if g.Address == "" {
+			errs = append(errs, config.Fieldf(config.Key(config.Index("gateways", i), "address"), "required"))
+		} else if _, _, err := net.SplitHostPort(g.Address); err != nil {
 			errs = append(errs, config.Fieldf(config.Key(config.Index("gateways", i), "address"), "want host:port: %v", err))
 		}
 	}
@@ -197,7 +201,9 @@ func validateServices(svcs []ServiceConfig) []error {
 	seen := map[string]bool{}
 	for i, s := range svcs {
 		path := config.Index("services", i)
-		if err := auth.ValidService(s.Name); err != nil {
+		if s.Name == "" {
+			errs = append(errs, config.Fieldf(config.Key(path, "name"), "required"))
+		} else if err := auth.ValidService(s.Name); err != nil {
 			errs = append(errs, config.Field(config.Key(path, "name"), err))
 		} else if seen[s.Name] {
 			errs = append(errs, config.Fieldf(config.Key(path, "name"), "service %q listed twice", s.Name))
@@ -209,7 +215,9 @@ func validateServices(svcs []ServiceConfig) []error {
 		if s.PathPrefix != "" && !strings.HasPrefix(s.PathPrefix, "/") {
 			errs = append(errs, config.Fieldf(config.Key(path, "path_prefix"), "must start with /"))
 		}
-		if _, _, err := net.SplitHostPort(s.Address); err != nil {
+		if s.Address == "" {
+			errs = append(errs, config.Fieldf(config.Key(path, "address"), "required"))
+		} else if _, _, err := net.SplitHostPort(s.Address); err != nil {
 			errs = append(errs, config.Fieldf(config.Key(path, "address"), "want host:port: %v", err))
 		}
 		if s.TLS != nil && s.TLS.CAFile != "" && s.TLS.Pin != nil {

@@ -1,7 +1,9 @@
 package demo
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -89,3 +91,16 @@ func (p *pattern) Read(b []byte) (int, error) {
 }
 
 func (c *core) String() string { return fmt.Sprintf("core(%d requests)", c.requests.Load()) }
+
+// ServeCore runs the toy core alone on addr until ctx ends: a stand-in
+// management server for trying the roles as separate processes.
+func ServeCore(ctx context.Context, addr string, payloadSize int64) error {
+	c := &core{payloadSize: payloadSize}
+	srv := &http.Server{Addr: addr, Handler: c.handler(), ReadHeaderTimeout: 10 * time.Second}
+	stop := context.AfterFunc(ctx, func() { srv.Close() })
+	defer stop()
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -208,3 +208,22 @@ func (c *coreServer) last() *http.Request {
 	}
 	return c.seen[len(c.seen)-1]
 }
+
+// waitServed waits until the gateway serves tenant with n sessions.
+func (w *world) waitServed(t *testing.T, tenant string, n int) {
+	t.Helper()
+	waitFor(t, "tenant "+tenant+" served", func() bool {
+		for _, ts := range w.gw.Tenants() {
+			if ts.Name == tenant && ts.Served && ts.Sessions >= n {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func (c *coreServer) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.seen)
+}

@@ -180,7 +180,9 @@ func (c *Config) validateTenants() []error {
 	pins := map[auth.Pin]string{}
 	for i, t := range c.Tenants {
 		path := config.Index("tenants", i)
-		if err := auth.ValidTenant(t.Name); err != nil {
+		if t.Name == "" {
+			errs = append(errs, config.Fieldf(config.Key(path, "name"), "required"))
+		} else if err := auth.ValidTenant(t.Name); err != nil {
 			errs = append(errs, config.Field(config.Key(path, "name"), err))
 		} else if names[t.Name] {
 			errs = append(errs, config.Fieldf(config.Key(path, "name"), "tenant %q listed twice", t.Name))

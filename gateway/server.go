@@ -35,11 +35,12 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // handshakes and tunnel sessions
 
-	mu       sync.Mutex
-	ln       net.Listener
-	ready    chan struct{}
-	closed   bool
-	shutdown chan struct{} // closed when Shutdown finished draining
+	mu           sync.Mutex
+	ln           net.Listener
+	ready        chan struct{}
+	closed       bool
+	shutdown     chan struct{} // closed when Shutdown finished draining
+	shutdownOnce sync.Once
 }
 
 // New checks cfg and builds a gateway.
@@ -90,7 +91,8 @@ func (s *Server) buildTLS() error {
 	s.agents = certs.ServerConfig(curves)
 	s.agents.Certificates = []tls.Certificate{*cert}
 	s.agents.NextProtos = []string{"h2", "http/1.1"}
-	s.agents.ClientAuth = tls.RequireAnyClientCert
+	// Request, and let verifyAgent refuse the absence, so the log says why.
+	s.agents.ClientAuth = tls.RequestClientCert
 	s.agents.VerifyConnection = s.verifyAgent
 
 	s.tunnels = certs.ServerConfig(curves)
@@ -128,22 +130,25 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	s.log.Info("gateway listening", zap.String("addr", ln.Addr().String()), zap.Int("tenants", len(s.tenants)))
 
-	httpDone := make(chan error, 1)
-	go func() { httpDone <- s.http.Serve(s.httpLn) }()
-	acceptDone := make(chan error, 1)
-	go func() { acceptDone <- s.acceptLoop(ln) }()
-
-	var err error
-	select {
-	case <-ctx.Done():
-	case <-s.shutdown:
-	case err = <-acceptDone:
-		acceptDone <- err
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { s.http.Serve(s.httpLn) })
+	acceptErr := make(chan error, 1)
+	wg.Go(func() { acceptErr <- s.acceptLoop(ln) })
+	for {
+		select {
+		case <-ctx.Done():
+			return s.Close()
+		case <-s.shutdown:
+			return nil
+		case err := <-acceptErr:
+			if err != nil {
+				s.Close()
+				return err
+			}
+			acceptErr = nil // the listener closed for Shutdown: wait for it
+		}
 	}
-	s.Close()
-	<-acceptDone
-	<-httpDone
-	return err
 }
 
 // Addr returns the listening address once Run has started listening.
@@ -168,11 +173,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.log.Warn("drain deadline passed, closing", zap.Error(err))
 	}
 	s.Close()
-	select {
-	case <-s.shutdown:
-	default:
-		close(s.shutdown)
-	}
+	s.shutdownOnce.Do(func() { close(s.shutdown) })
 	return err
 }
 

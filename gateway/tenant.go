@@ -142,11 +142,21 @@ func (t *tenant) pick() *tunnelSession {
 	return best
 }
 
-// numSessions is the number of sessions serving the tenant.
+// numSessions is the number of live sessions serving the tenant. A
+// session whose transport has died counts as gone at once, even before
+// its owner has taken it out of the list.
 func (t *tenant) numSessions() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.sessions)
+	n := 0
+	for _, s := range t.sessions {
+		select {
+		case <-s.sess.Done():
+		default:
+			n++
+		}
+	}
+	return n
 }
 
 // route is one service's routing rule.

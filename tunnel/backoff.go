@@ -31,6 +31,10 @@ func (b Backoff) Delay(attempt int) time.Duration {
 	}
 	d := lo
 	for i := 0; i < attempt && d < hi; i++ {
+		if d > hi/2 {
+			d = hi // doubling would pass Max, or overflow
+			break
+		}
 		d *= 2
 	}
 	d = min(d, hi)

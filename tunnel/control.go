@@ -162,16 +162,44 @@ func NewControl(s Stream, timeout time.Duration) *Control {
 	return &Control{s: s, timeout: timeout}
 }
 
-// Send writes one message.
+// Send writes one message. If it fails once part of the message is
+// written, the stream is closed: the peer gets an error, not a wait for
+// the rest.
 func (c *Control) Send(t MsgType, v any) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.s.SetWriteDeadline(time.Now().Add(c.timeout))
 	defer c.s.SetWriteDeadline(time.Time{})
-	if err := WriteMessage(c.s, t, v); err != nil {
+	w := &chunkWriter{w: c.s}
+	if err := WriteMessage(w, t, v); err != nil {
+		if w.n > 0 {
+			c.s.Close()
+		}
 		return fmt.Errorf("send control message %d: %w", t, err)
 	}
 	return nil
+}
+
+// chunkWriter writes at most BufferSize bytes at a time. yamux sends one
+// write as one frame of up to the stream window, and each frame must be
+// on the wire within Config.WriteTimeout: a snapshot written whole would
+// fail on a slow but healthy link, and hold keepalive pings behind it.
+type chunkWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *chunkWriter) Write(p []byte) (int, error) {
+	var n int
+	for n < len(p) {
+		m, err := c.w.Write(p[n:min(len(p), n+BufferSize)])
+		n += m
+		c.n += int64(m)
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // Receive reads one message of at most limit bytes. A zero deadline waits

@@ -27,6 +27,12 @@ type DialConfig struct {
 // Dial connects to a gateway and starts the client end of a yamux
 // session. The caller then opens the control stream (see OpenControl).
 func Dial(ctx context.Context, dc DialConfig) (Session, error) {
+	if dc.TLS == nil {
+		return nil, fmt.Errorf("dial gateway %s: no TLS configuration", dc.Address)
+	}
+	if err := dc.Session.Validate(); err != nil {
+		return nil, err
+	}
 	timeout := dc.Timeout
 	if timeout == 0 {
 		timeout = 10 * time.Second

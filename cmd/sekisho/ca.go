@@ -23,7 +23,7 @@ func newCACmd() *cobra.Command {
 		Use:   "ca",
 		Short: "Manage a tenant's agent CA (kept on the LAN side, next to the connector)",
 	}
-	cmd.AddCommand(newCAInitCmd(), newCAIssueCmd())
+	cmd.AddCommand(newCAInitCmd(), newCAIssueCmd(), newCAIssueServerCmd())
 	return cmd
 }
 
@@ -97,6 +97,51 @@ func newCAIssueCmd() *cobra.Command {
 	cmd.Flags().StringVar(&out, "out", ".", "directory to write agent.pem and agent.key into")
 	cmd.Flags().DurationVar(&lifetime, "lifetime", certs.DefaultAgentLifetime, "certificate lifetime")
 	cmd.MarkFlagRequired("device")
+	return cmd
+}
+
+func newCAIssueServerCmd() *cobra.Command {
+	var dir, out string
+	var hosts []string
+	var lifetime time.Duration
+	cmd := &cobra.Command{
+		Use:   "issue-server --dir CADIR --host NAME... --out DIR",
+		Short: "Issue a TLS server certificate (DIR/server.pem, DIR/server.key) from a private CA",
+		Long: `issue-server signs a server certificate for a gateway (or a test core) from a
+private CA made with "ca init". Production gateways usually get theirs from
+ACME or the organisation's PKI instead; connectors then trust this CA with
+gateways[].ca_file.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ca, err := loadCADir(dir)
+			if err != nil {
+				return err
+			}
+			key, err := certs.NewKey()
+			if err != nil {
+				return err
+			}
+			leaf, err := ca.IssueServer(key.Public(), hosts, time.Now(), lifetime)
+			if err != nil {
+				return err
+			}
+			keyPath, certPath := filepath.Join(out, "server.key"), filepath.Join(out, "server.pem")
+			if err := certs.WriteKey(keyPath, key); err != nil {
+				return fmt.Errorf("write server key: %w", err)
+			}
+			if err := certs.WriteCert(certPath, leaf.Raw, ca.Cert.Raw); err != nil {
+				return fmt.Errorf("write server certificate: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "issued %s for %v, valid until %s\n  key: %s\n",
+				certPath, hosts, leaf.NotAfter.UTC().Format(time.RFC3339), keyPath)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", ".", "CA directory (holding ca.pem and ca.key)")
+	cmd.Flags().StringSliceVar(&hosts, "host", nil, "DNS name or IP address (repeat for several)")
+	cmd.Flags().StringVar(&out, "out", ".", "directory to write server.pem and server.key into")
+	cmd.Flags().DurationVar(&lifetime, "lifetime", 90*24*time.Hour, "certificate lifetime")
+	cmd.MarkFlagRequired("host")
 	return cmd
 }
 

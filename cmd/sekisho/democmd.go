@@ -62,6 +62,7 @@ status is non-zero if any request failed.`,
 			return nil
 		},
 	}
+	cmd.AddCommand(newDemoCoreCmd())
 	f := cmd.Flags()
 	f.IntVar(&opts.Agents, "agents", 20, "number of simulated agents")
 	f.DurationVar(&opts.Duration, "duration", 0, "how long the agents work (default 10s)")
@@ -77,4 +78,27 @@ func durationOrDefault(o demo.Options) string {
 		return "10s"
 	}
 	return o.Duration.String()
+}
+
+func newDemoCoreCmd() *cobra.Command {
+	var addr string
+	var payload string
+	cmd := &cobra.Command{
+		Use:   "core --listen ADDR",
+		Short: "Run only the demo's toy core (a stand-in management server) over plain HTTP",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			size, err := config.ParseSize(payload)
+			if err != nil {
+				return fmt.Errorf("--payload-size: %w", err)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			fmt.Fprintf(cmd.ErrOrStderr(), "toy core listening on %s\n", addr)
+			return demo.ServeCore(ctx, addr, size)
+		},
+	}
+	cmd.Flags().StringVar(&addr, "listen", "127.0.0.1:8080", "address to listen on")
+	cmd.Flags().StringVar(&payload, "payload-size", "4MiB", "size of the patch payload")
+	return cmd
 }

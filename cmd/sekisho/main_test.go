@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// bin is the sekisho binary built once for the tests that run it as a
+// separate process, as operators do.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sekisho-bin")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(dir, "sekisho")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		os.Stderr.Write(out)
+		panic(err)
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// run executes the binary and returns its stdout, stderr and exit status.
+func run(t *testing.T, dir string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestExampleConfigsCheck(t *testing.T) {
+	root, _ := filepath.Abs("../..")
+	files, _ := filepath.Glob(filepath.Join(root, "docker", "*.yaml"))
+	var configs []string
+	for _, f := range files {
+		if !strings.HasSuffix(f, "compose.yaml") {
+			configs = append(configs, f)
+		}
+	}
+	if len(configs) < 2 {
+		t.Fatalf("found %d example configs", len(configs))
+	}
+	out, errOut, code := run(t, root, append([]string{"config", "check"}, configs...)...)
+	if code != 0 {
+		t.Fatalf("config check of the examples failed:\n%s%s", out, errOut)
+	}
+}
+
+func TestConfigCheckErrors(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"unknown key", "role: gateway\nlisten: :443\nlisen: x\n", "bad.yaml:3: lisen: unknown key"},
+		{"misspelled nested", "role: gateway\nlimits:\n  idle_timeuot: 1s\n", "bad.yaml:3: limits.idle_timeuot"},
+		{"wrong type", "role: gateway\nlimits:\n  idle_timeout: soon\n", "bad.yaml:3: limits.idle_timeout"},
+		{"duration as number", "role: connector\ntimeouts:\n  dial: 10\n", "bad.yaml:3: timeouts.dial"},
+		{"bad pin", "role: gateway\ntenants:\n  - name: acme\n    connector_pins: [md5/abc]\n", "bad.yaml:4: tenants[0].connector_pins[0]"},
+		{"missing tenants", "role: gateway\ntls: {cert_file: a, key_file: b}\n", "tenants: at least one tenant"},
+		{"missing tenant name", "role: gateway\ntls: {cert_file: a, key_file: b}\ntenants:\n  - connector_pins: [sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=]\n", "bad.yaml:4: tenants[0].name"},
+		{"connector without services", "role: connector\ntenant: acme\nkey_file: k\ngateways: [{address: 'gw:443'}]\nagent_ca: {cert_files: [ca.pem]}\n", "services: at least one service"},
+		{"service address", "role: connector\nservices:\n  - name: core\n    path_prefix: /\n    address: nowhere\n", "bad.yaml:5: services[0].address"},
+		{"wrong role", "role: connector\n", ""},
+		{"no role", "listen: :443\n", "role: required"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, "bad.yaml")
+			writeFile(t, path, tc.yaml)
+			_, errOut, code := run(t, dir, "config", "check", "bad.yaml")
+			if code != 1 {
+				t.Fatalf("exit %d, want 1; stderr:\n%s", code, errOut)
+			}
+			if !strings.Contains(errOut, tc.want) {
+				t.Fatalf("stderr does not contain %q:\n%s", tc.want, errOut)
+			}
+		})
+	}
+}
