@@ -187,6 +187,12 @@ func (c *Config) Validate() error {
 	if err := c.Tunnel.Validate(); err != nil {
 		errs = append(errs, config.Field("tunnel", err))
 	}
+	for name, d := range map[string]time.Duration{"handshake": c.Timeouts.Handshake,
+		"stream_header": c.Timeouts.StreamHeader, "dial": c.Timeouts.Dial, "stream_idle": c.Timeouts.StreamIdle} {
+		if d < 0 {
+			errs = append(errs, config.Fieldf(config.Key("timeouts", name), "must not be negative"))
+		}
+	}
 	if c.Backoff.Min < 0 || c.Backoff.Max < 0 || (c.Backoff.Max != 0 && c.Backoff.Max < c.Backoff.Min) {
 		errs = append(errs, config.Fieldf("backoff", "want 0 <= min <= max"))
 	}
@@ -209,6 +215,9 @@ func validateServices(svcs []ServiceConfig) []error {
 			errs = append(errs, config.Fieldf(config.Key(path, "name"), "service %q listed twice", s.Name))
 		}
 		seen[s.Name] = true
+		if s.Host != "" && !validHost(s.Host) {
+			errs = append(errs, config.Fieldf(config.Key(path, "host"), "want a host name without port, got %q", s.Host))
+		}
 		if s.Host == "" && s.PathPrefix == "" {
 			errs = append(errs, config.Fieldf(path, "host or path_prefix is required to route requests"))
 		}
@@ -225,4 +234,13 @@ func validateServices(svcs []ServiceConfig) []error {
 		}
 	}
 	return errs
+}
+
+// validHost accepts a DNS name or IP literal as agents send it in Host,
+// without port or trailing dot.
+func validHost(h string) bool {
+	if strings.HasSuffix(h, ".") || strings.ContainsAny(h, ":/ @") {
+		return net.ParseIP(strings.Trim(h, "[]")) != nil
+	}
+	return h != ""
 }

@@ -197,7 +197,8 @@ func (c *Connector) Close() error {
 	return nil
 }
 
-// Sessions is the number of gateway sessions up now.
+// Sessions is the number of gateway sessions up now whose snapshot the
+// gateway accepted.
 func (c *Connector) Sessions() int { return int(c.up.Load()) }
 
 // keepSession dials one session slot to a gateway and redials it when it

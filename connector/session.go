@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -39,14 +40,23 @@ func (c *Connector) runSession(ctx context.Context, g gatewayTarget, log *zap.Lo
 		return true, err
 	}
 	log = log.With(zap.String("gateway_id", welcome.GatewayID), zap.String("transport", sess.Transport()))
-	c.up.Add(1)
-	defer c.up.Add(-1)
 	log.Info("gateway session up", zap.Int("protocol_version", welcome.Version))
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	var serving atomic.Bool // counted in Sessions once the gateway took a snapshot
+	defer func() {
+		if serving.Load() {
+			c.up.Add(-1)
+		}
+	}()
 	wg.Go(func() {
-		if err := c.readControl(ctrl, log); err != nil && ctx.Err() == nil {
+		err := c.readControl(ctrl, log, func() {
+			if !serving.Swap(true) {
+				c.up.Add(1)
+			}
+		})
+		if err != nil && ctx.Err() == nil {
 			log.Debug("control stream ended", zap.Error(err))
 		}
 		sess.Close() // no control stream, no session
@@ -54,8 +64,9 @@ func (c *Connector) runSession(ctx context.Context, g gatewayTarget, log *zap.Lo
 	return true, c.acceptStreams(ctx, sess, &wg, log)
 }
 
-// readControl logs what the gateway says about our snapshots.
-func (c *Connector) readControl(ctrl *tunnel.Control, log *zap.Logger) error {
+// readControl logs what the gateway says about our snapshots and calls
+// accepted for each snapshot it took.
+func (c *Connector) readControl(ctrl *tunnel.Control, log *zap.Logger, accepted func()) error {
 	for {
 		t, body, err := ctrl.Receive(tunnel.MaxHelloLen, time.Time{})
 		if err != nil {
@@ -70,6 +81,7 @@ func (c *Connector) readControl(ctrl *tunnel.Control, log *zap.Logger) error {
 			return err
 		}
 		if ack.Accepted {
+			accepted()
 			log.Info("snapshot accepted", zap.Uint64("version", ack.Version))
 		} else {
 			log.Error("gateway refused our snapshot", zap.Uint64("version", ack.Version), zap.String("reason", ack.Error))

@@ -27,7 +27,7 @@ const hangGuard = 10 * time.Second
 
 // world is a gateway, its server certificate and the logs it wrote.
 type world struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *certstest.Server
 	gw     *gateway.Server
 	addr   string
@@ -44,13 +44,13 @@ type tenantSpec struct {
 	pin     auth.Pin
 }
 
-func newTenant(t *testing.T, name string) *tenantSpec {
+func newTenant(t testing.TB, name string) *tenantSpec {
 	cert, pin := certstest.Connector(t)
 	return &tenantSpec{name: name, ca: certstest.CA(t, name), connKey: cert, pin: pin}
 }
 
 // startGateway runs a gateway on 127.0.0.1 for the tenants.
-func startGateway(t *testing.T, mod func(*gateway.Config), tenants ...*tenantSpec) *world {
+func startGateway(t testing.TB, mod func(*gateway.Config), tenants ...*tenantSpec) *world {
 	t.Helper()
 	w := &world{t: t, srv: certstest.NewServer(t), done: make(chan error, 1)}
 	core, logs := observer.New(zap.DebugLevel)
@@ -95,7 +95,7 @@ type conn struct {
 }
 
 // startConnector runs a connector of ts toward the world's gateway.
-func (w *world) startConnector(t *testing.T, ts *tenantSpec, svcs []connector.ServiceConfig, mod func(*connector.Config)) *conn {
+func (w *world) startConnector(t testing.TB, ts *tenantSpec, svcs []connector.ServiceConfig, mod func(*connector.Config)) *conn {
 	t.Helper()
 	cfg := connector.Config{
 		ID: "conn-" + ts.name, Tenant: ts.name, Certificate: &ts.connKey,
@@ -125,7 +125,7 @@ func (c *conn) stop() {
 }
 
 // waitFor polls cond until it holds or the hang guard fires.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(hangGuard)
 	for !cond() {
@@ -180,7 +180,7 @@ type coreServer struct {
 	seen []*http.Request
 }
 
-func startCore(t *testing.T, h http.Handler) *coreServer {
+func startCore(t testing.TB, h http.Handler) *coreServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -210,7 +210,7 @@ func (c *coreServer) last() *http.Request {
 }
 
 // waitServed waits until the gateway serves tenant with n sessions.
-func (w *world) waitServed(t *testing.T, tenant string, n int) {
+func (w *world) waitServed(t testing.TB, tenant string, n int) {
 	t.Helper()
 	waitFor(t, "tenant "+tenant+" served", func() bool {
 		for _, ts := range w.gw.Tenants() {

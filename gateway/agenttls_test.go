@@ -116,3 +116,32 @@ func TestAgentTLSResumedSessionReverified(t *testing.T) {
 		t.Errorf("service saw %d requests, want 2", len(reqs))
 	}
 }
+
+// TestAgentLiveConnectionAfterCADropped: once a snapshot drops an agent's
+// CA from the bundle, that agent is not served any more, on a connection
+// it already holds either (DESIGN: pushed state replaces the old at once;
+// revocations close live sessions within a second).
+func TestAgentLiveConnectionAfterCADropped(t *testing.T) {
+	acme := newKit(t, "acme")
+	g := startGateway(t, nil, acme)
+	fc := g.mustConnect(t, acme, acme.snapshot("e1", 1))
+	var log streamLog
+	fc.serve(t, cannedHTTP(&log, replyOK, true))
+	agent := g.agent(t, new(certstest.Agent(t, acme.ca, "pc-1")))
+	if status, _, body := get(t, agent, g.url("/a"), ""); status != http.StatusOK {
+		t.Fatalf("before: %d %q", status, body)
+	}
+	snap := acme.snapshot("e1", 2)
+	snap.TrustBundle = [][]byte{certstest.CA(t, "acme").Cert.Raw}
+	if ack := fc.push(t, snap); !ack.Accepted {
+		t.Fatalf("snapshot refused: %+v", ack)
+	}
+	resp, err := agent.Get(g.url("/b"))
+	if err != nil {
+		return // connection closed or refused: fine
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		t.Errorf("agent of a dropped CA served on its open connection: %d", resp.StatusCode)
+	}
+}

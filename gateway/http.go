@@ -26,6 +26,7 @@ func (s *Server) newHTTPServer() *http.Server {
 		MaxHeaderBytes:    l.MaxHeaderBytes,
 		HTTP2:             h2,
 		ConnContext:       withConnInfo,
+		ConnState:         s.connState,
 		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
 	}
 }
@@ -121,10 +122,16 @@ func hostOnly(host string) string {
 	return strings.ToLower(strings.TrimSuffix(host, "."))
 }
 
-// cleanPath rejects . and .. segments, so that a path prefix routes what
-// it seems to route.
+// cleanPath rejects paths that a core could resolve outside the prefix
+// that routed them: . and .. segments, also with path parameters (..;x,
+// which Java servers treat as ..), backslashes (IIS treats them as /) and
+// NUL. The path is the decoded one, so %2e%2e and %5c are caught too.
 func cleanPath(p string) bool {
+	if strings.ContainsAny(p, "\\\x00") {
+		return false
+	}
 	for seg := range strings.SplitSeq(p, "/") {
+		seg, _, _ = strings.Cut(seg, ";")
 		if seg == "." || seg == ".." {
 			return false
 		}

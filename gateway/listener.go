@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"time"
@@ -82,12 +83,13 @@ func (s *Server) handshake(c net.Conn) {
 	}
 	c.SetDeadline(time.Time{})
 	if tc.ConnectionState().NegotiatedProtocol == tunnelALPN {
-		release()
-		s.serveTunnel(s.ctx, tc)
+		s.serveTunnel(s.ctx, tc, release)
 		return
 	}
+	s.trackAgent(tc)
 	if !s.httpLn.push(tc) {
 		tc.Close()
+		s.connState(tc, http.StateClosed)
 	}
 }
 

@@ -127,6 +127,12 @@ func (r *relay) errorHandler(w http.ResponseWriter, req *http.Request, err error
 		w.WriteHeader(499)
 	case errors.As(err, &se) && se.Reply.Status == tunnel.StatusOverBudget:
 		r.s.unavailable(w, max(se.Reply.RetryAfter, time.Second), "over budget, retry later")
+	case errors.As(err, &se) && se.Reply.Status == tunnel.StatusForbidden:
+		log.Info("connector forbade stream", zap.String("message", se.Reply.Message))
+		http.Error(w, "forbidden", http.StatusForbidden)
+	case errors.As(err, &se) && se.Reply.Status == tunnel.StatusUnavailable && se.Reply.RetryAfter > 0:
+		log.Warn("service unavailable", zap.String("message", se.Reply.Message))
+		r.s.unavailable(w, se.Reply.RetryAfter, "service unavailable, retry later")
 	case errors.As(err, &se):
 		log.Warn("connector refused stream", zap.Stringer("status", se.Reply.Status), zap.String("message", se.Reply.Message))
 		http.Error(w, "service unavailable: "+se.Reply.Status.String(), http.StatusBadGateway)

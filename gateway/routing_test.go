@@ -190,3 +190,34 @@ func TestHostOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestRouteServiceHostNormalised: a service Host is compared with the
+// request's host after hostOnly (lowercase, port and trailing dot
+// stripped), so a service Host must be normalised the same way, or
+// refused; never accepted and then unreachable.
+func TestRouteServiceHostNormalised(t *testing.T) {
+	for _, host := range []string{"web.example.", "Web.Example:443"} {
+		t.Run(host, func(t *testing.T) {
+			routes, err := buildRoutes([]tunnel.Service{{Name: "web", Host: host}})
+			if err != nil {
+				return // refused with an error: fine
+			}
+			st := &state{routes: routes}
+			if svc := st.match(hostOnly("web.example"), "/"); svc == nil {
+				t.Errorf("service Host %q accepted but a request for web.example does not reach it", host)
+			}
+		})
+	}
+}
+
+// TestCleanPathBackendDotSegments: cores commonly resolve dot segments
+// that carry a path parameter (Tomcat, Jetty, Spring: "..;x") or a
+// backslash (IIS: "..\"), so a path prefix only routes what it seems to
+// route if those are refused too.
+func TestCleanPathBackendDotSegments(t *testing.T) {
+	for _, p := range []string{"/api/..;/admin", "/api/..;jsessionid=1/admin", "/api/.;/x", `/api/..\admin`, `/api/.\x`} {
+		if cleanPath(p) {
+			t.Errorf("cleanPath(%q) = true, want false", p)
+		}
+	}
+}

@@ -31,8 +31,9 @@ func (s *Server) Tenants() []TenantStatus {
 			ts.SnapshotAt, ts.Services = st.received, len(st.snap.Services)
 		}
 		t.mu.Lock()
-		ts.Sessions = len(t.sessions)
-		for _, s := range t.sessions {
+		live := t.liveLocked()
+		ts.Sessions = len(live)
+		for _, s := range live {
 			if !slices.Contains(ts.Connectors, s.connectorID) {
 				ts.Connectors = append(ts.Connectors, s.connectorID)
 			}

@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -25,7 +27,8 @@ type tenant struct {
 
 	mu       sync.Mutex
 	sessions []*tunnelSession
-	next     int // round-robin cursor
+	next     int                    // round-robin cursor
+	conns    map[*tls.Conn]struct{} // live agent connections
 }
 
 // state is an immutable view of a tenant's snapshot, ready to serve.
@@ -38,7 +41,7 @@ type state struct {
 }
 
 func newTenant(c TenantConfig) *tenant {
-	t := &tenant{name: c.Name, pins: map[auth.Pin]bool{}, caPins: map[auth.Pin]bool{}}
+	t := &tenant{name: c.Name, pins: map[auth.Pin]bool{}, caPins: map[auth.Pin]bool{}, conns: map[*tls.Conn]struct{}{}}
 	for _, p := range c.ConnectorPins {
 		t.pins[p] = true
 	}
@@ -148,15 +151,19 @@ func (t *tenant) pick() *tunnelSession {
 func (t *tenant) numSessions() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	n := 0
+	return len(t.liveLocked())
+}
+
+func (t *tenant) liveLocked() []*tunnelSession {
+	live := make([]*tunnelSession, 0, len(t.sessions))
 	for _, s := range t.sessions {
 		select {
 		case <-s.sess.Done():
 		default:
-			n++
+			live = append(live, s)
 		}
 	}
-	return n
+	return live
 }
 
 // route is one service's routing rule.
@@ -186,7 +193,11 @@ func buildRoutes(svcs []tunnel.Service) ([]route, error) {
 		if s.PathPrefix != "" && !strings.HasPrefix(s.PathPrefix, "/") {
 			return nil, fmt.Errorf("service %q: path_prefix %q must start with /", s.Name, s.PathPrefix)
 		}
-		routes = append(routes, route{svc: s, host: strings.ToLower(s.Host), prefix: s.PathPrefix})
+		host := hostOnly(s.Host)
+		if s.Host != "" && (host == "" || strings.ContainsAny(host, ":/ ") && net.ParseIP(host) == nil) {
+			return nil, fmt.Errorf("service %q: host %q is not a host name", s.Name, s.Host)
+		}
+		routes = append(routes, route{svc: s, host: host, prefix: s.PathPrefix})
 	}
 	slices.SortStableFunc(routes, func(a, b route) int {
 		if (a.host != "") != (b.host != "") {

@@ -36,8 +36,9 @@ func (s *Server) verifyConnector(cs tls.ConnectionState) error {
 	return nil
 }
 
-// serveTunnel runs a connector's session until it ends.
-func (s *Server) serveTunnel(ctx context.Context, conn *tls.Conn) {
+// serveTunnel runs a connector's session until it ends. release frees the
+// handshake slot once the hello is answered.
+func (s *Server) serveTunnel(ctx context.Context, conn *tls.Conn, release func()) {
 	pin := auth.PinOfCert(conn.ConnectionState().PeerCertificates[0])
 	log := s.log.With(zap.String("remote_addr", conn.RemoteAddr().String()), zap.Stringer("connector_pin", pin))
 	sess, err := tunnel.NewYamuxServer(conn, s.cfg.Tunnel)
@@ -51,6 +52,7 @@ func (s *Server) serveTunnel(ctx context.Context, conn *tls.Conn) {
 	defer stop()
 
 	ts, ctrl, err := s.admitConnector(ctx, sess, pin, log)
+	release()
 	if err != nil {
 		log.Warn("connector refused", zap.Error(err))
 		return
@@ -68,6 +70,10 @@ func (s *Server) serveTunnel(ctx context.Context, conn *tls.Conn) {
 	}
 }
 
+// refuseLinger is how long a refused connector's session is kept open for
+// it to read the refusal.
+const refuseLinger = 2 * time.Second
+
 // admitConnector reads the hello and accepts the session only when the
 // connector's pin belongs to the tenant it names.
 func (s *Server) admitConnector(ctx context.Context, sess tunnel.Session, pin auth.Pin, log *zap.Logger) (*tunnelSession, *tunnel.Control, error) {
@@ -78,7 +84,17 @@ func (s *Server) admitConnector(ctx context.Context, sess tunnel.Session, pin au
 	}
 	refuse := func(reason string, err error) (*tunnelSession, *tunnel.Control, error) {
 		// The connector learns the reason word; details stay in our log.
-		ctrl.Send(tunnel.MsgRefuse, &tunnel.Refuse{Reason: reason})
+		// Give it a moment to read the refusal and hang up itself, so the
+		// word is not lost to a session torn down under it.
+		if ctrl.Send(tunnel.MsgRefuse, &tunnel.Refuse{Reason: reason}) == nil {
+			linger := time.NewTimer(refuseLinger)
+			select {
+			case <-sess.Done():
+			case <-linger.C:
+			case <-ctx.Done():
+			}
+			linger.Stop()
+		}
 		ctrl.Close()
 		return nil, nil, fmt.Errorf("%s: %w", reason, err)
 	}
@@ -126,6 +142,7 @@ func (s *Server) applySnapshot(ts *tunnelSession, snap *tunnel.Snapshot, log *za
 	err := ts.tenant.apply(snap, s.cfg.Now())
 	switch {
 	case err == nil:
+		s.reverify(ts.tenant)
 		log.Info("snapshot applied", zap.String("epoch", snap.Epoch), zap.Uint64("version", snap.Version),
 			zap.Int("services", len(snap.Services)), zap.Int("cas", len(snap.TrustBundle)))
 	case errors.Is(err, errStale):

@@ -252,11 +252,6 @@ func (g *testGateway) refusedHello(t *testing.T, cert tls.Certificate, hello tun
 // TestOpenControlReportsRefusal: a connector that the gateway refuses
 // must learn why, through tunnel.OpenControl, every time.
 func TestOpenControlReportsRefusal(t *testing.T) {
-	t.Skip("BUG: tunnel/dial.go OpenControl returns the hello's send error (\"send control message 1: session " +
-		"shutdown\") when the gateway refuses quickly: yamux reports the write as failed once the gateway " +
-		"(gateway/tunnels.go admitConnector refuse + serveTunnel's deferred sess.Close) has closed the session, " +
-		"although the hello was delivered and the MsgRefuse is readable on the stream; about 1 refusal in 5 " +
-		"reaches the connector without its reason")
 	acme, beta := newKit(t, "acme"), newKit(t, "beta")
 	g := startGateway(t, nil, acme, beta)
 	h := acme.hello()

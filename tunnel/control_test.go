@@ -462,3 +462,75 @@ func TestControlSendIsSerialised(t *testing.T) {
 		}
 	}
 }
+
+// TestControlSendSlowLink pushes a snapshot that the link needs much
+// longer than WriteTimeout to carry, over a slow but healthy link: it must
+// arrive whole, and the session must stay up. (yamux sends one write as
+// one frame, which must be on the wire within WriteTimeout.) It runs in
+// real time: see synctest_test.go for why a bubble cannot pace a link.
+func TestControlSendSlowLink(t *testing.T) {
+	const rate = 4 << 20 // bytes per second: 64 KiB take 16ms
+	cfg := tunnel.Config{WriteTimeout: 250 * time.Millisecond, KeepAliveInterval: 250 * time.Millisecond}
+	_, client, server := memPair(t, rate, cfg)
+	cs, ss := streamPair(t, client, server)
+	snap := &tunnel.Snapshot{Tenant: "acme", Epoch: "e", Version: 1,
+		TrustBundle: [][]byte{make([]byte, 2<<20)}} // 2.7 MiB of JSON: 0.7s on the link
+
+	received := async(func() (*tunnel.Snapshot, error) {
+		typ, body, err := tunnel.NewControl(ss, hang).Receive(tunnel.MaxSnapshotLen, time.Now().Add(hang))
+		if err != nil {
+			return nil, err
+		}
+		var got tunnel.Snapshot
+		return &got, tunnel.Decode(typ, body, &got)
+	})
+	start := time.Now()
+	if err := tunnel.NewControl(cs, hang).Send(tunnel.MsgSnapshot, snap); err != nil {
+		t.Fatalf("send after %v: %v", time.Since(start), err)
+	}
+	got, err := get(t, received, "gateway")
+	if err != nil {
+		t.Fatalf("gateway: %v", err)
+	}
+	if !reflect.DeepEqual(got, snap) {
+		t.Errorf("gateway got a different snapshot")
+	}
+	for name, s := range map[string]tunnel.Session{"client": client, "server": server} {
+		select {
+		case <-s.Done():
+			t.Errorf("%s: session ended on a slow link", name)
+		default:
+		}
+	}
+}
+
+// TestControlSendFailureClosesStream: a send that times out part-way
+// closes the stream, so the peer's read of the message fails instead of
+// waiting for the rest of it.
+func TestControlSendFailureClosesStream(t *testing.T) {
+	client, server := tunneltest.Pair(t, tunnel.Config{StreamWindow: 256 << 10})
+	cs, ss := streamPair(t, client, server)
+	// The peer does not read yet: the window fills, the send times out.
+	c := tunnel.NewControl(cs, 200*time.Millisecond)
+	err := c.Send(tunnel.MsgSnapshot, &tunnel.Snapshot{TrustBundle: [][]byte{make([]byte, 1<<20)}})
+	if !isTimeout(err) {
+		t.Fatalf("send to a peer that does not read: %v, want a timeout", err)
+	}
+	ss.SetReadDeadline(time.Now().Add(hang))
+	_, body, err := tunnel.ReadMessage(ss, tunnel.MaxSnapshotLen)
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("peer read %d bytes, %v; want io.ErrUnexpectedEOF", len(body), err)
+	}
+	// Nothing was written: the stream stays open.
+	cs2, ss2 := streamPair(t, client, server)
+	c2 := tunnel.NewControl(cs2, hang)
+	if err := c2.Send(tunnel.MsgHello, func() {}); err == nil {
+		t.Fatal("sent a value JSON cannot encode")
+	}
+	if err := c2.Send(tunnel.MsgHello, &tunnel.Hello{Tenant: "acme"}); err != nil {
+		t.Fatalf("send after an encoding error: %v", err)
+	}
+	if typ, _, err := tunnel.NewControl(ss2, hang).Receive(tunnel.MaxHelloLen, time.Now().Add(hang)); err != nil || typ != tunnel.MsgHello {
+		t.Errorf("peer: type %d, %v", typ, err)
+	}
+}

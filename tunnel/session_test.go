@@ -368,6 +368,8 @@ func testPeerClosesSession(t *testing.T, tr transport) {
 	// returns.
 	if n, err := get(t, blocked, "read across session close"); err == nil {
 		t.Errorf("read returned %d bytes and no error", n)
+	} else {
+		t.Logf("read across session close: %v", err)
 	}
 	if _, err := a.Write([]byte("x")); err == nil {
 		t.Error("write on a dead session succeeded")
@@ -426,19 +428,16 @@ func testContext(t *testing.T, tr transport) {
 // connector answers relay streams like a connector would, by service name:
 // "echo" is accepted (a banner first, then an echo), "forbidden" is
 // refused, "silent" never answers. The header read times out after
-// headerTimeout. Headers that could not be read are counted.
+// headerTimeout. The errors of headers that could not be read go to bad.
 type connector struct {
 	headerTimeout time.Duration
-	mu            sync.Mutex
-	bad           []error
+	bad           chan error
 }
 
 func (c *connector) handle(st tunnel.Stream) {
 	h, err := tunnel.ReadRequest(st, c.headerTimeout)
 	if err != nil {
-		c.mu.Lock()
-		c.bad = append(c.bad, err)
-		c.mu.Unlock()
+		c.bad <- err
 		return
 	}
 	switch h.Service {
@@ -457,16 +456,32 @@ func (c *connector) handle(st tunnel.Stream) {
 	}
 }
 
-func (c *connector) badHeaders() []error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]error(nil), c.bad...)
+// badHeader waits for the connector to report a header it could not read.
+func (c *connector) badHeader(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-c.bad:
+		return err
+	case <-time.After(hang):
+		t.Fatalf("connector reported no bad header after %v", hang)
+		return nil
+	}
+}
+
+// noBadHeader checks that the connector reported no bad header so far.
+func (c *connector) noBadHeader(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-c.bad:
+		t.Errorf("connector refused a header: %v", err)
+	default:
+	}
 }
 
 // relayPair returns a gateway session whose peer runs a connector.
 func relayPair(t *testing.T, tr transport, headerTimeout time.Duration) (gateway tunnel.Session, c *connector) {
 	client, server := tr.pair(t, tunnel.Config{})
-	c = &connector{headerTimeout: headerTimeout}
+	c = &connector{headerTimeout: headerTimeout, bad: make(chan error, 16)}
 	serve(t, client, c.handle)
 	return server, c
 }
@@ -495,9 +510,7 @@ func testRelayOK(t *testing.T, tr transport) {
 	gw, c := relayPair(t, tr, hang)
 	relayEcho(t, gw)
 	relayEcho(t, gw)
-	if bad := c.badHeaders(); len(bad) > 0 {
-		t.Errorf("connector refused headers: %v", bad)
-	}
+	c.noBadHeader(t)
 	// A header that cannot be encoded opens no stream.
 	if _, err := tunnel.OpenRelay(context.Background(), gw, &tunnel.Header{Kind: tunnel.KindHTTP}, hang); !errors.Is(err, tunnel.ErrHeaderInvalid) {
 		t.Errorf("header without service: %v", err)
@@ -541,7 +554,7 @@ func testRelayBadHeader(t *testing.T, tr transport) {
 		{"no service", []byte{1, 0, 1, 1}, tunnel.ErrHeaderInvalid},
 		{"truncated", []byte{1, 0, 9, 1}, io.ErrUnexpectedEOF},
 	}
-	for i, tt := range tests {
+	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st, err := gw.OpenStream(context.Background())
 			if err != nil {
@@ -562,11 +575,12 @@ func testRelayBadHeader(t *testing.T, tr transport) {
 			if rest, err := io.ReadAll(st); err != nil || len(rest) != 0 {
 				t.Errorf("after the reply: %q, %v; want EOF", rest, err)
 			}
+			if err := c.badHeader(t); !errors.Is(err, tt.want) {
+				t.Errorf("connector saw %v, want %v", err, tt.want)
+			}
 			// The session is still good for the next stream.
 			relayEcho(t, gw)
-			if bad := c.badHeaders(); len(bad) != i+1 || !errors.Is(bad[i], tt.want) {
-				t.Errorf("connector saw %v, want %v last", bad, tt.want)
-			}
+			c.noBadHeader(t)
 		})
 	}
 }
@@ -619,8 +633,9 @@ func testRelayHeaderTimeout(t *testing.T, tr transport) {
 	if rep.Status != tunnel.StatusBadHeader {
 		t.Errorf("reply %+v, want bad_header", rep)
 	}
-	if bad := c.badHeaders(); len(bad) != 1 || !isTimeout(bad[0]) {
-		t.Errorf("connector saw %v, want one timeout", bad)
+	if err := c.badHeader(t); !isTimeout(err) {
+		t.Errorf("connector saw %v, want a timeout", err)
 	}
 	relayEcho(t, gw)
+	c.noBadHeader(t)
 }

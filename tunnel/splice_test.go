@@ -157,7 +157,9 @@ func TestSpliceErrorClosesBoth(t *testing.T) {
 				// Left to right fails after 5 bytes; right to left is
 				// idle, blocked in a read of b, and must stop too.
 				spliced := startSplice(&failConn{Conn: a, after: 5}, b, 0)
-				go x.Write([]byte("hello, world"))
+				if _, err := x.Write([]byte("hello, world")); err != nil {
+					t.Fatal(err)
+				}
 				y.SetDeadline(time.Now().Add(hang))
 				got, _ := io.ReadAll(y)
 				if string(got) != "hello" {

@@ -1,8 +1,6 @@
 package tunnel_test
 
 import (
-	"context"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -17,6 +15,13 @@ import (
 
 // Tests of timing in fake time, in a synctest bubble, over in-memory
 // connections.
+//
+// A limit of the bubble with yamux: a session's receive loop holds a
+// stream's lock while it reads a frame's body from the connection, and a
+// goroutine waiting for a mutex is not "durably blocked". A stream Read
+// that waits for that lock while the frame's bytes wait for fake time to
+// pass deadlocks the bubble. Tests here therefore never read streams
+// while a paced link is carrying data; bandwidth tests run in real time.
 
 // bubble runs f in a synctest bubble, in a child process that runs only
 // the calling (top-level) test.
@@ -31,8 +36,9 @@ func bubble(t *testing.T, f func(t *testing.T)) {
 		synctest.Test(t, f)
 		return
 	}
+	// The child's own timeout ends it should this process die first.
 	cmd := exec.CommandContext(t.Context(), os.Args[0],
-		"-test.run=^"+regexp.QuoteMeta(t.Name())+"$", "-test.count=1", "-test.v")
+		"-test.run=^"+regexp.QuoteMeta(t.Name())+"$", "-test.count=1", "-test.v", "-test.timeout=2m")
 	cmd.Env = append(os.Environ(), bubbleChildEnv+"=1")
 	if os.Getenv("GORACE") == "" {
 		// The race detector otherwise idles for a second at exit.
@@ -52,7 +58,7 @@ const bubbleChildEnv = "TUNNEL_TEST_SYNCTEST_CHILD"
 // memLink is an in-memory connection that can be frozen: from then on it
 // delivers no byte in either direction and reports no error, like a TCP
 // connection whose path went black. Close still ends it. Writes may be
-// paced to a bandwidth, in the bubble's fake time.
+// paced to a bandwidth.
 type memLink struct {
 	frozen chan struct{}
 	once   sync.Once
@@ -162,98 +168,5 @@ func TestKeepAliveDetectsDeadPeer(t *testing.T) {
 				t.Logf("%s: dead peer noticed after %v (limit %v)", name, d, limit)
 			}
 		}
-	})
-}
-
-// TestControlSendSlowLink pushes a snapshot much larger than what the link
-// moves in WriteTimeout, over a slow but healthy link (1 MiB/s, about
-// 8 Mbit/s): it must arrive whole, and the session must stay up.
-func TestControlSendSlowLink(t *testing.T) {
-	bubble(t, func(t *testing.T) {
-		const rate = 1 << 20
-		_, client, server := memPair(t, rate, tunnel.Config{})
-		snap := &tunnel.Snapshot{Tenant: "acme", Epoch: "e", Version: 1,
-			TrustBundle: [][]byte{make([]byte, 9<<20)}} // 12 MiB of JSON
-
-		gw := async(func() (*tunnel.Snapshot, error) {
-			c, _, err := tunnel.AcceptControl(context.Background(), server, time.Minute)
-			if err != nil {
-				return nil, err
-			}
-			defer c.Close()
-			typ, body, err := c.Receive(tunnel.MaxSnapshotLen, time.Time{})
-			if err != nil {
-				return nil, err
-			}
-			var got tunnel.Snapshot
-			return &got, tunnel.Decode(typ, body, &got)
-		})
-		st, err := client.OpenStream(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := tunnel.NewControl(st, time.Minute)
-		defer c.Close()
-		if err := c.Send(tunnel.MsgHello, &tunnel.Hello{MinVersion: 1, MaxVersion: 1}); err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		if err := c.Send(tunnel.MsgSnapshot, snap); err != nil {
-			t.Fatalf("send after %v: %v", time.Since(start), err)
-		}
-		got, err := get(t, gw, "gateway")
-		if err != nil {
-			t.Fatalf("gateway: %v", err)
-		}
-		t.Logf("snapshot moved in %v", time.Since(start))
-		if len(got.TrustBundle) != 1 || len(got.TrustBundle[0]) != 9<<20 {
-			t.Errorf("gateway got a different snapshot")
-		}
-		for name, s := range map[string]tunnel.Session{"client": client, "server": server} {
-			select {
-			case <-s.Done():
-				t.Errorf("%s: session ended on a slow link", name)
-			default:
-			}
-		}
-	})
-}
-
-// TestControlSendFailureClosesStream: a send that times out half-way
-// closes the stream, so the peer's read fails instead of waiting for the
-// rest of the message.
-func TestControlSendFailureClosesStream(t *testing.T) {
-	bubble(t, func(t *testing.T) {
-		link, client, server := memPair(t, 1<<20, tunnel.Config{})
-		acc := async(func() (tunnel.Stream, error) { return server.AcceptStream(context.Background()) })
-		st, err := client.OpenStream(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		ss, err := get(t, acc, "accept")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ss.Close()
-		received := async(func() (int, error) {
-			_, body, err := tunnel.ReadMessage(ss, tunnel.MaxSnapshotLen)
-			return len(body), err
-		})
-		// The link dies after a second: the send fails part-way.
-		go func() {
-			time.Sleep(time.Second)
-			link.freeze()
-		}()
-		c := tunnel.NewControl(st, time.Minute)
-		err = c.Send(tunnel.MsgSnapshot, &tunnel.Snapshot{TrustBundle: [][]byte{make([]byte, 4<<20)}})
-		if err == nil {
-			t.Fatal("send over a dead link succeeded")
-		}
-		t.Logf("send: %v", err)
-		n, err := get(t, received, "peer read")
-		if err == nil {
-			t.Errorf("peer read a whole message of %d bytes", n)
-		}
-		_ = io.EOF
 	})
 }
