@@ -139,7 +139,9 @@ func (c *Connector) serveStream(ctx context.Context, st tunnel.Stream, log *zap.
 		st.Close()
 		return
 	}
-	_, _, err = tunnel.Splice(st, conn, to.StreamIdle)
+	// HTTP streams are pooled keep-alive connections that the gateway
+	// never half-closes: EOF from either side ends both.
+	_, _, err = tunnel.SpliceWhole(st, conn, to.StreamIdle)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Debug("stream ended", zap.String("service", h.Service), zap.Error(err))
 	}

@@ -221,3 +221,38 @@ func (p *pattern) Read(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
+
+// TestAbandonedDownloadStopsCore: an agent that walks away from a download
+// frees the core at once: the connector closes its connection to the core
+// instead of buffering into a stream nobody reads.
+func TestAbandonedDownloadStopsCore(t *testing.T) {
+	acme := newTenant(t, "acme")
+	stopped := make(chan time.Time, 1)
+	w, _ := served(t, acme, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := rw.Write(buf); err != nil {
+				stopped <- time.Now()
+				return
+			}
+		}
+	}))
+	cert := certstest.Agent(t, acme.ca, "pc-1")
+	client := w.agent(&cert, false)
+	resp, err := client.Get(w.url("/endless"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.CopyN(io.Discard, resp.Body, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	left := time.Now()
+	resp.Body.Close()
+	client.Transport.(*http.Transport).CloseIdleConnections()
+	select {
+	case at := <-stopped:
+		t.Logf("figure: the core stopped writing %v after the agent left", at.Sub(left).Round(time.Millisecond))
+	case <-time.After(hangGuard):
+		t.Fatal("the core is still sending a download nobody reads")
+	}
+}

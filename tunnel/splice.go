@@ -30,6 +30,19 @@ type closeWriter interface{ CloseWrite() error }
 // It returns the bytes copied each way and the first error that was not
 // an ordinary end of stream.
 func Splice(a, b net.Conn, idle time.Duration) (aToB, bToA int64, err error) {
+	return splice(a, b, idle, true)
+}
+
+// SpliceWhole is Splice without half-close: an EOF in either direction
+// ends both. It suits streams whose peer never half-closes, such as pooled
+// HTTP streams: there an EOF means "gone", and the other direction (a
+// download nobody reads any more) must stop at once rather than wait for
+// the stream's close timeout.
+func SpliceWhole(a, b net.Conn, idle time.Duration) (aToB, bToA int64, err error) {
+	return splice(a, b, idle, false)
+}
+
+func splice(a, b net.Conn, idle time.Duration, halfClose bool) (aToB, bToA int64, err error) {
 	var last atomic.Int64
 	last.Store(time.Now().UnixNano())
 	var wg sync.WaitGroup
@@ -37,9 +50,9 @@ func Splice(a, b net.Conn, idle time.Duration) (aToB, bToA int64, err error) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		bToA, errBA = copyHalf(a, b, idle, &last)
+		bToA, errBA = copyHalf(a, b, idle, &last, halfClose)
 	}()
-	aToB, err = copyHalf(b, a, idle, &last)
+	aToB, err = copyHalf(b, a, idle, &last, halfClose)
 	wg.Wait()
 	a.Close()
 	b.Close()
@@ -49,9 +62,10 @@ func Splice(a, b net.Conn, idle time.Duration) (aToB, bToA int64, err error) {
 	return aToB, bToA, err
 }
 
-// copyHalf copies src to dst, then closes dst's write side (or, on error,
-// both ends so that the other half stops too).
-func copyHalf(dst, src net.Conn, idle time.Duration, last *atomic.Int64) (int64, error) {
+// copyHalf copies src to dst, then closes dst's write side when halfClose
+// allows (or else, and on error, both ends so that the other half stops
+// too).
+func copyHalf(dst, src net.Conn, idle time.Duration, last *atomic.Int64, halfClose bool) (int64, error) {
 	buf := GetBuffer()
 	defer PutBuffer(buf)
 	r := io.Reader(src)
@@ -60,7 +74,7 @@ func copyHalf(dst, src net.Conn, idle time.Duration, last *atomic.Int64) (int64,
 	}
 	// Hide ReadFrom/WriteTo so that io.CopyBuffer uses the pooled buffer.
 	n, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{r}, *buf)
-	if err == nil {
+	if err == nil && halfClose {
 		if cw, ok := dst.(closeWriter); ok && cw.CloseWrite() == nil {
 			return n, nil
 		}

@@ -1,6 +1,7 @@
 package tunnel_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -303,4 +304,82 @@ func TestBufferPool(t *testing.T) {
 		t.Errorf("buffer of %d bytes, want %d", len(*b), tunnel.BufferSize)
 	}
 	tunnel.PutBuffer(b)
+}
+
+// TestSpliceWholeEOFEndsBoth: without half-close, the left peer's EOF ends
+// the splice at once even though the right peer still has bytes to send
+// (a download nobody reads any more), and the right peer sees the end: a
+// TCP peer's writes fail, a tunnel peer reads the end of the stream (as the
+// connector's own splice does).
+func TestSpliceWholeEOFEndsBoth(t *testing.T) {
+	for _, left := range spliceEnds {
+		for _, right := range spliceEnds {
+			t.Run(left.name+"-"+right.name, func(t *testing.T) {
+				x, a := left.make(t)
+				y, b := right.make(t)
+				spliced := async(func() (spliceResult, error) {
+					ab, ba, err := tunnel.SpliceWhole(a, b, time.Minute)
+					return spliceResult{ab, ba}, err
+				})
+				y.SetDeadline(time.Now().Add(hang))
+				ended := make(chan error, 2)
+				go func() { // the right peer keeps sending; nobody on the left reads
+					buf := make([]byte, 32<<10)
+					for {
+						if _, err := y.Write(buf); err != nil {
+							ended <- err
+							return
+						}
+					}
+				}()
+				go func() {
+					_, err := io.Copy(io.Discard, y)
+					if err == nil {
+						err = io.EOF
+					}
+					ended <- err
+				}()
+				if err := closeWrite(x); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := get(t, spliced, "splice"); err != nil {
+					t.Fatalf("splice: %v", err)
+				}
+				if err := <-ended; isTimeout(err) {
+					t.Fatalf("right peer did not see the end: %v", err)
+				}
+				y.Close() // stops the other goroutine
+				<-ended
+			})
+		}
+	}
+}
+
+// TestStreamReadAfterSessionDeath: when the session dies under a stream,
+// Read reports ErrSessionClosed, not a clean EOF.
+func TestStreamReadAfterSessionDeath(t *testing.T) {
+	client, server := tunneltest.Pair(t, tunnel.Config{})
+	cs, ss := streamPair(t, client, server)
+	_ = cs
+	read := async(func() (int, error) { return ss.Read(make([]byte, 10)) })
+	client.Close()
+	_, err := get(t, read, "read")
+	if !errors.Is(err, tunnel.ErrSessionClosed) {
+		t.Fatalf("read after the session died: %v, want ErrSessionClosed", err)
+	}
+}
+
+// TestOpenRelayCanceled: a canceled request stops waiting for the
+// connector's reply at once, long before the stream timeout.
+func TestOpenRelayCanceled(t *testing.T) {
+	client, server := tunneltest.Pair(t, tunnel.Config{})
+	serve(t, server, func(st tunnel.Stream) { io.Copy(io.Discard, st) }) // never answers
+	ctx, cancel := context.WithCancel(context.Background())
+	opened := async(func() (tunnel.Stream, error) {
+		return tunnel.OpenRelay(ctx, client, &tunnel.Header{Kind: tunnel.KindHTTP, Service: "core"}, time.Hour)
+	})
+	cancel()
+	if _, err := get(t, opened, "OpenRelay"); err == nil {
+		t.Fatal("OpenRelay succeeded without a reply")
+	}
 }

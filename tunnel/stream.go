@@ -33,6 +33,9 @@ func OpenRelay(ctx context.Context, s Session, h *Header, timeout time.Duration)
 		deadline = d
 	}
 	st.SetDeadline(deadline)
+	// A canceled request stops waiting for the reply at once.
+	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
 	if _, err := st.Write(buf); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("send stream header: %w", err)
@@ -45,6 +48,10 @@ func OpenRelay(ctx context.Context, s Session, h *Header, timeout time.Duration)
 	if rep.Status != StatusOK {
 		st.Close()
 		return nil, &StatusError{Reply: *rep}
+	}
+	if !stop() {
+		st.Close()
+		return nil, ctx.Err()
 	}
 	st.SetDeadline(time.Time{})
 	return st, nil

@@ -150,6 +150,10 @@ func (y *yamuxSession) LocalAddr() net.Addr   { return y.s.LocalAddr() }
 func (y *yamuxSession) RemoteAddr() net.Addr  { return y.s.RemoteAddr() }
 func (y *yamuxSession) Transport() string     { return TransportTCP }
 
+// ErrSessionClosed is returned by a stream's Read when its session ended
+// under it, so that a cut tunnel is not mistaken for a clean end of stream.
+var ErrSessionClosed = errors.New("tunnel session closed")
+
 // yamuxStream adapts a yamux stream. yamux's Close only ends the write
 // direction (it sends FIN); Close here also ends local reads, so that a
 // reader blocked on the stream returns net.ErrClosed.
@@ -178,6 +182,11 @@ func (s *yamuxStream) Read(p []byte) (int, error) {
 	n, err := s.Stream.Read(p)
 	if err != nil && s.closed.Load() {
 		return n, net.ErrClosed
+	}
+	if err == io.EOF && s.Stream.Session().IsClosed() {
+		// yamux ends every stream with EOF when the session dies; that is
+		// not the peer's clean end of stream.
+		return n, ErrSessionClosed
 	}
 	return n, err
 }

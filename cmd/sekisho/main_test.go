@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -109,5 +110,23 @@ func TestConfigCheckErrors(t *testing.T) {
 				t.Fatalf("stderr does not contain %q:\n%s", tc.want, errOut)
 			}
 		})
+	}
+}
+
+func TestDemoJSON(t *testing.T) {
+	out, errOut, code := run(t, t.TempDir(), "demo", "--duration", "1s", "--agents", "3", "--payload-size", "64KiB", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s%s", code, out, errOut)
+	}
+	var sum struct {
+		OK     int64 `json:"requests_ok"`
+		Failed int64 `json:"requests_failed"`
+		Agents int   `json:"agents"`
+	}
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, out)
+	}
+	if sum.OK == 0 || sum.Failed != 0 || sum.Agents != 3 {
+		t.Fatalf("summary %+v", sum)
 	}
 }
