@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -105,6 +106,7 @@ func BenchmarkDownload(b *testing.B) {
 			}
 			buf := make([]byte, 256<<10)
 			b.SetBytes(size)
+			cpu := startCPU()
 			b.ResetTimer()
 			for b.Loop() {
 				resp, err := c.Get(base + "/big")
@@ -117,6 +119,8 @@ func BenchmarkDownload(b *testing.B) {
 					b.Fatalf("%d bytes, %v", n, err)
 				}
 			}
+			// CPU per byte is steadier than MB/s on a shared machine.
+			b.ReportMetric(float64(cpu.elapsed())/float64(int64(b.N)*size), "cpu-ns/B")
 		})
 	}
 }
@@ -141,6 +145,7 @@ func BenchmarkSmallRequests(b *testing.B) {
 				get(b, clients[i], base+"/small") // handshake outside the timing
 			}
 			var next atomic.Int64
+			cpu := startCPU()
 			var mu sync.Mutex
 			var lat []time.Duration
 			b.SetParallelism((agents + 1) / 2) // GOMAXPROCS × this = agents on 2 cores
@@ -162,6 +167,7 @@ func BenchmarkSmallRequests(b *testing.B) {
 			b.StopTimer()
 			slices.Sort(lat)
 			b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "req/s")
+			b.ReportMetric(float64(cpu.elapsed())/float64(len(lat))/1e3, "cpu-us/req")
 			b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
 			b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
 		})
@@ -182,3 +188,19 @@ func get(b *testing.B, c *http.Client, url string) {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// cpuClock measures the process's CPU time (user + system), all roles
+// and the benchmark's own client included.
+type cpuClock struct{ start time.Duration }
+
+func startCPU() cpuClock { return cpuClock{processCPU()} }
+
+func (c cpuClock) elapsed() time.Duration { return processCPU() - c.start }
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

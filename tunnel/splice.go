@@ -43,16 +43,12 @@ func SpliceWhole(a, b net.Conn, idle time.Duration) (aToB, bToA int64, err error
 }
 
 func splice(a, b net.Conn, idle time.Duration, halfClose bool) (aToB, bToA int64, err error) {
-	var last atomic.Int64
-	last.Store(time.Now().UnixNano())
+	st := &spliceState{idle: idle, halfClose: halfClose}
+	st.last.Store(time.Now().UnixNano())
 	var wg sync.WaitGroup
 	var errBA error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		bToA, errBA = copyHalf(a, b, idle, &last, halfClose)
-	}()
-	aToB, err = copyHalf(b, a, idle, &last, halfClose)
+	wg.Go(func() { bToA, errBA = st.copyHalf(a, b) })
+	aToB, err = st.copyHalf(b, a)
 	wg.Wait()
 	a.Close()
 	b.Close()
@@ -62,28 +58,36 @@ func splice(a, b net.Conn, idle time.Duration, halfClose bool) (aToB, bToA int64
 	return aToB, bToA, err
 }
 
-// copyHalf copies src to dst, then closes dst's write side when halfClose
-// allows (or else, and on error, both ends so that the other half stops
-// too).
-func copyHalf(dst, src net.Conn, idle time.Duration, last *atomic.Int64, halfClose bool) (int64, error) {
+// spliceState is shared by the two halves of a splice.
+type spliceState struct {
+	idle      time.Duration
+	halfClose bool
+	last      atomic.Int64 // unix nanos of the last progress, both directions
+	ended     atomic.Bool  // a half closed both ends: the other's errors are ours
+}
+
+// copyHalf copies src to dst, then closes dst's write side when half-close
+// is allowed, or else (and on error) both ends so that the other half stops
+// too. An error caused by that closing is not reported.
+func (st *spliceState) copyHalf(dst, src net.Conn) (int64, error) {
 	buf := GetBuffer()
 	defer PutBuffer(buf)
 	r := io.Reader(src)
-	if idle > 0 {
-		r = &idleReader{c: src, idle: idle, last: last}
+	if st.idle > 0 {
+		r = &idleReader{c: src, idle: st.idle, last: &st.last}
 	}
 	// Hide ReadFrom/WriteTo so that io.CopyBuffer uses the pooled buffer.
 	n, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{r}, *buf)
-	if err == nil && halfClose {
+	if err == nil && st.halfClose {
 		if cw, ok := dst.(closeWriter); ok && cw.CloseWrite() == nil {
 			return n, nil
 		}
 	}
+	if st.ended.Swap(true) || isClosed(err) {
+		err = nil // the other half ended the splice and closed us
+	}
 	dst.Close()
 	src.Close()
-	if isClosed(err) {
-		err = nil
-	}
 	return n, err
 }
 

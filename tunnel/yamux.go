@@ -101,7 +101,7 @@ func NewYamuxClient(conn net.Conn, c Config) (Session, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	s, err := yamux.Client(conn, c.yamux())
+	s, err := yamux.Client(&frameConn{Conn: conn}, c.yamux())
 	if err != nil {
 		return nil, fmt.Errorf("start yamux client: %w", err)
 	}
@@ -113,7 +113,7 @@ func NewYamuxServer(conn net.Conn, c Config) (Session, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	s, err := yamux.Server(conn, c.yamux())
+	s, err := yamux.Server(&frameConn{Conn: conn}, c.yamux())
 	if err != nil {
 		return nil, fmt.Errorf("start yamux server: %w", err)
 	}
