@@ -29,6 +29,9 @@ func ValidDeviceID(s string) error {
 	if len(s) == 0 || len(s) > 128 {
 		return fmt.Errorf("device id %q: want 1 to 128 characters", s)
 	}
+	if s == "." || s == ".." {
+		return fmt.Errorf("device id %q: not allowed", s)
+	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !isAlnum(c) && c != '-' && c != '_' && c != '.' {

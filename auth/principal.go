@@ -47,6 +47,10 @@ func ParseDeviceURI(u *url.URL) (tenant, id string, err error) {
 	if err := ValidDeviceID(id); err != nil {
 		return "", "", fmt.Errorf("uri %q: %w", u, err)
 	}
+	// One spelling only: no escapes, no empty query or fragment markers.
+	if u.String() != DeviceURI(u.Host, id).String() || u.RawPath != "" || u.ForceQuery || u.Opaque != "" {
+		return "", "", fmt.Errorf("uri %q: not in canonical form", u)
+	}
 	return u.Host, id, nil
 }
 

@@ -30,7 +30,7 @@ func TestDeviceURIRoundTrip(t *testing.T) {
 		{"hyphenated tenant", "acme-corp-2", "PC_01.office"},
 		{"longest tenant", strings.Repeat("t", 63), "pc"},
 		{"longest device id", "acme", strings.Repeat("d", 128)},
-		{"dots only", "acme", ".."},
+		{"dots inside", "acme", "a..b"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -64,6 +64,8 @@ func TestParseDeviceURIRefuses(t *testing.T) {
 		{"user info", "sekisho://user@acme/device/pc", "user"},
 		{"user and password", "sekisho://user:pw@acme/device/pc", "user"},
 		{"port", "sekisho://acme:443/device/pc", "port"},
+		{"escaped device", "sekisho://acme/device/%70c", "canonical"},
+		{"empty query", "sekisho://acme/device/pc?", "canonical"},
 		{"query", "sekisho://acme/device/pc?x=1", "query"},
 		{"fragment", "sekisho://acme/device/pc#frag", "fragment"},
 		{"no path", "sekisho://acme", "path"},
@@ -123,6 +125,8 @@ func TestValidNames(t *testing.T) {
 		{"device 129", auth.ValidDeviceID, strings.Repeat("d", 129), false},
 		{"device empty", auth.ValidDeviceID, "", false},
 		{"device space", auth.ValidDeviceID, "pc 1", false},
+		{"device dot", auth.ValidDeviceID, ".", false},
+		{"device dotdot", auth.ValidDeviceID, "..", false},
 		{"device slash", auth.ValidDeviceID, "pc/1", false},
 		{"device NUL", auth.ValidDeviceID, "pc\x00", false},
 		{"device unicode", auth.ValidDeviceID, "pé", false},

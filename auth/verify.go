@@ -27,6 +27,10 @@ func VerifyAgent(chain []*x509.Certificate, tenant string, roots *x509.CertPool,
 	if len(chain) == 0 {
 		return Principal{}, ErrNoCertificate
 	}
+	if roots == nil {
+		// x509 would fall back to the system roots: fail closed instead.
+		return Principal{}, fmt.Errorf("%w: no trust bundle", ErrUnknownTenant)
+	}
 	leaf := chain[0]
 	p, err := PrincipalOf(leaf)
 	if err != nil {

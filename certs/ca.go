@@ -25,6 +25,8 @@ const (
 	Backdate = 5 * time.Minute
 	// DefaultCALifetime is how long a new tenant CA is valid.
 	DefaultCALifetime = 10 * 365 * 24 * time.Hour
+	// DefaultServerLifetime is how long IssueServer's certificates are valid.
+	DefaultServerLifetime = 90 * 24 * time.Hour
 )
 
 // CA is a tenant's certificate authority for agent certificates.
@@ -71,6 +73,9 @@ func NewCA(tenant string, now time.Time, lifetime time.Duration) (*CA, error) {
 // LoadCA reads a CA certificate and key from PEM files and checks that they
 // belong together and that the certificate is a CA.
 func LoadCA(tenant, certFile, keyFile string) (*CA, error) {
+	if err := auth.ValidTenant(tenant); err != nil {
+		return nil, fmt.Errorf("%s: %w", certFile, err)
+	}
 	certs, err := LoadCerts(certFile)
 	if err != nil {
 		return nil, err
@@ -82,6 +87,9 @@ func LoadCA(tenant, certFile, keyFile string) (*CA, error) {
 	cert := certs[0]
 	if !cert.IsCA {
 		return nil, fmt.Errorf("%s: certificate is not a CA", certFile)
+	}
+	if org := cert.Subject.Organization; len(org) != 1 || org[0] != tenant {
+		return nil, fmt.Errorf("%s: CA of %q, not of tenant %q", certFile, org, tenant)
 	}
 	if !publicKeysEqual(cert.PublicKey, key.Public()) {
 		return nil, fmt.Errorf("%s does not hold the key of %s", keyFile, certFile)

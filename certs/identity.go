@@ -63,11 +63,18 @@ func (ca *CA) IssueServer(key crypto.PublicKey, hosts []string, now time.Time, l
 	if len(hosts) == 0 {
 		return nil, errors.New("issue server certificate: no host names")
 	}
+	if lifetime <= 0 {
+		lifetime = DefaultServerLifetime
+	}
+	notAfter := now.Add(lifetime)
+	if notAfter.After(ca.Cert.NotAfter) {
+		notAfter = ca.Cert.NotAfter
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: hosts[0]},
 		NotBefore:    now.Add(-Backdate),
-		NotAfter:     now.Add(lifetime),
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}

@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -34,6 +35,9 @@ func EncodeKey(key crypto.Signer) ([]byte, error) {
 // ParseCerts parses every CERTIFICATE block of PEM data, in order. It fails
 // on data holding no certificate.
 func ParseCerts(data []byte) ([]*x509.Certificate, error) {
+	// encoding/pem skips a block whose base64 is damaged; count the
+	// blocks begun so that such a certificate is not silently dropped.
+	begun := bytes.Count(data, []byte("-----BEGIN CERTIFICATE-----"))
 	var out []*x509.Certificate
 	for {
 		var block *pem.Block
@@ -52,6 +56,9 @@ func ParseCerts(data []byte) ([]*x509.Certificate, error) {
 	}
 	if len(out) == 0 {
 		return nil, errors.New("no PEM certificate found")
+	}
+	if len(out) != begun {
+		return nil, fmt.Errorf("%d of %d certificate blocks are damaged (bad PEM)", begun-len(out), begun)
 	}
 	return out, nil
 }
@@ -73,9 +80,17 @@ func ParseKey(data []byte) (crypto.Signer, error) {
 			}
 			return asSigner(k)
 		case "EC PRIVATE KEY":
-			return x509.ParseECPrivateKey(block.Bytes)
+			k, err := x509.ParseECPrivateKey(block.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("parse EC key: %w", err)
+			}
+			return k, nil
 		case "RSA PRIVATE KEY":
-			return x509.ParsePKCS1PrivateKey(block.Bytes)
+			k, err := x509.ParsePKCS1PrivateKey(block.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("parse RSA key: %w", err)
+			}
+			return k, nil
 		}
 	}
 }
