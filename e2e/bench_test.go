@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -196,11 +195,3 @@ type cpuClock struct{ start time.Duration }
 func startCPU() cpuClock { return cpuClock{processCPU()} }
 
 func (c cpuClock) elapsed() time.Duration { return processCPU() - c.start }
-
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
