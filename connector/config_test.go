@@ -84,7 +84,7 @@ func TestConfigValidate(t *testing.T) {
 			if fe.Path != tt.want {
 				t.Errorf("field path = %q, want %q (error: %v)", fe.Path, tt.want, err)
 			}
-			if got := fieldPaths(err); !slices.Equal(got, []string{tt.want}) {
+			if got := config.FieldPaths(err); !slices.Equal(got, []string{tt.want}) {
 				t.Errorf("all field paths = %q, want just %q", got, tt.want)
 			}
 		})
@@ -96,7 +96,7 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 		Services: []connector.ServiceConfig{{Name: "ok", PathPrefix: "/", Address: "a:1"}, {Name: "b", Address: "x"}},
 	}
 	want := []string{"tenant", "key_file", "gateways", "agent_ca.cert_files", "services[1]", "services[1].address"}
-	if got := fieldPaths(cfg.Validate()); !slices.Equal(got, want) {
+	if got := config.FieldPaths(cfg.Validate()); !slices.Equal(got, want) {
 		t.Errorf("field paths = %q, want %q", got, want)
 	}
 }
@@ -150,7 +150,7 @@ func TestConfigValidateTimeouts(t *testing.T) {
 				Services:    []connector.ServiceConfig{{Name: "core", PathPrefix: "/", Address: "10.0.0.1:80"}},
 			}
 			tt.set(&cfg.Timeouts)
-			if got := fieldPaths(cfg.Validate()); !slices.Equal(got, []string{tt.field}) {
+			if got := config.FieldPaths(cfg.Validate()); !slices.Equal(got, []string{tt.field}) {
 				t.Errorf("field paths = %q, want [%q]", got, tt.field)
 			}
 		})

@@ -23,7 +23,6 @@ import (
 	"github.com/sekisho/sekisho/certs"
 	"github.com/sekisho/sekisho/certs/certstest"
 	"github.com/sekisho/sekisho/connector"
-	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/tunnel"
 )
 
@@ -329,26 +328,3 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// fieldPaths returns the paths of every *config.FieldError in err's tree.
-func fieldPaths(err error) []string {
-	var out []string
-	var walk func(error)
-	walk = func(e error) {
-		if e == nil {
-			return
-		}
-		if fe, ok := e.(*config.FieldError); ok {
-			out = append(out, fe.Path)
-		}
-		switch u := e.(type) {
-		case interface{ Unwrap() []error }:
-			for _, x := range u.Unwrap() {
-				walk(x)
-			}
-		case interface{ Unwrap() error }:
-			walk(u.Unwrap())
-		}
-	}
-	walk(err)
-	return out
-}

@@ -94,7 +94,7 @@ func TestConfigValidate(t *testing.T) {
 			if fe.Path != tt.want {
 				t.Errorf("field path = %q, want %q (error: %v)", fe.Path, tt.want, err)
 			}
-			if got := fieldPaths(err); !slices.Equal(got, []string{tt.want}) {
+			if got := config.FieldPaths(err); !slices.Equal(got, []string{tt.want}) {
 				t.Errorf("all field paths = %q, want just %q", got, tt.want)
 			}
 		})
@@ -109,7 +109,7 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 		Limits:  Limits{IdleTimeout: -1},
 	}
 	want := []string{"tls", "tls.curves", "tenants[1].name", "tenants[1].connector_pins", "limits.idle_timeout"}
-	if got := fieldPaths(cfg.Validate()); !slices.Equal(got, want) {
+	if got := config.FieldPaths(cfg.Validate()); !slices.Equal(got, want) {
 		t.Errorf("field paths = %q, want %q", got, want)
 	}
 }

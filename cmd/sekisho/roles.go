@@ -14,33 +14,61 @@ import (
 	"github.com/sekisho/sekisho/gateway"
 )
 
-func newGatewayCmd() *cobra.Command {
+// roleCmd makes the command of a long-running role: a required --config
+// file, whose errors exit with status 2, and a root logger built from its
+// log: section.
+func roleCmd[F any](use, short string, load func(string) (*F, error), logOf func(*F) logConfig,
+	run func(f *F, log *zap.Logger) error) *cobra.Command {
 	var path string
 	cmd := &cobra.Command{
-		Use:   "gateway --config FILE",
-		Short: "Run the gateway (DMZ): agents' mTLS in, connectors' tunnels in",
+		Use:   use + " --config FILE",
+		Short: short,
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := loadGateway(path)
+		RunE: func(*cobra.Command, []string) error {
+			f, err := load(path)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			log, err := newLogger(f.Log)
+			log, err := newLogger(logOf(f))
 			if err != nil {
 				return err
 			}
 			defer log.Sync()
+			return run(f, log)
+		},
+	}
+	cmd.Flags().StringVar(&path, "config", "", use+" config file (YAML)")
+	cmd.MarkFlagRequired("config")
+	return cmd
+}
+
+func newGatewayCmd() *cobra.Command {
+	return roleCmd("gateway", "Run the gateway (DMZ): agents' mTLS in, connectors' tunnels in",
+		loadGateway, func(f *gatewayFile) logConfig { return f.Log },
+		func(f *gatewayFile, log *zap.Logger) error {
 			f.Config.Logger = log
 			gw, err := gateway.New(f.Config)
 			if err != nil {
 				return err
 			}
 			return runGateway(gw, f.Config.ShutdownTimeout, log)
-		},
-	}
-	cmd.Flags().StringVar(&path, "config", "", "gateway config file (YAML)")
-	cmd.MarkFlagRequired("config")
-	return cmd
+		})
+}
+
+func newConnectorCmd() *cobra.Command {
+	return roleCmd("connector", "Run the connector (LAN): dials out to gateways, relays to internal services",
+		loadConnector, func(f *connectorFile) logConfig { return f.Log },
+		func(f *connectorFile, log *zap.Logger) error {
+			f.Config.Logger = log
+			connector.Version = version
+			c, err := connector.New(f.Config)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return c.Run(ctx)
+		})
 }
 
 // runGateway serves until SIGTERM or SIGINT, then drains in-flight
@@ -72,36 +100,4 @@ func runGateway(gw *gateway.Server, timeout time.Duration, log *zap.Logger) erro
 	}()
 	gw.Shutdown(ctx)
 	return <-done
-}
-
-func newConnectorCmd() *cobra.Command {
-	var path string
-	cmd := &cobra.Command{
-		Use:   "connector --config FILE",
-		Short: "Run the connector (LAN): dials out to gateways, relays to internal services",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := loadConnector(path)
-			if err != nil {
-				return &exitError{code: 2, err: err}
-			}
-			log, err := newLogger(f.Log)
-			if err != nil {
-				return err
-			}
-			defer log.Sync()
-			f.Config.Logger = log
-			connector.Version = version
-			c, err := connector.New(f.Config)
-			if err != nil {
-				return err
-			}
-			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-			defer stop()
-			return c.Run(ctx)
-		},
-	}
-	cmd.Flags().StringVar(&path, "config", "", "connector config file (YAML)")
-	cmd.MarkFlagRequired("config")
-	return cmd
 }

@@ -115,3 +115,28 @@ func Fieldf(path string, format string, args ...any) *FieldError {
 func Field(path string, err error) *FieldError {
 	return &FieldError{Path: path, Err: err}
 }
+
+// FieldPaths returns the path of every *FieldError in err's tree, in the
+// order a depth-first walk meets them.
+func FieldPaths(err error) []string {
+	var out []string
+	var walk func(error)
+	walk = func(e error) {
+		if e == nil {
+			return
+		}
+		if fe, ok := e.(*FieldError); ok {
+			out = append(out, fe.Path)
+		}
+		switch u := e.(type) {
+		case interface{ Unwrap() []error }:
+			for _, x := range u.Unwrap() {
+				walk(x)
+			}
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap())
+		}
+	}
+	walk(err)
+	return out
+}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -131,5 +132,16 @@ func TestDecodeValidateShapes(t *testing.T) {
 				t.Errorf("Decode error =\n%v\nwant\n%s", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestFieldPaths(t *testing.T) {
+	err := errors.Join(Fieldf("a", "x"), fmt.Errorf("wrapped: %w", Field("b[0].c", errors.New("y"))), errors.New("plain"))
+	got := FieldPaths(err)
+	if len(got) != 2 || got[0] != "a" || got[1] != "b[0].c" {
+		t.Fatalf("FieldPaths = %q", got)
+	}
+	if FieldPaths(nil) != nil {
+		t.Fatal("FieldPaths(nil) is not empty")
 	}
 }
