@@ -9,9 +9,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/sekisho/sekisho/auth"
+	"github.com/sekisho/sekisho/internal/admin"
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/tunnel"
 )
@@ -42,6 +44,10 @@ type Config struct {
 	Timeouts Timeouts `yaml:"timeouts"`
 	// Backoff spaces out reconnects. Defaults 250ms to 30s.
 	Backoff BackoffConfig `yaml:"backoff"`
+	// Admin is the admin listener (metrics, health, status page). In
+	// config files it defaults to 127.0.0.1:9181; in the Go API an empty
+	// listen address means none.
+	Admin admin.Config `yaml:"admin"`
 
 	// Certificate, when set, is the connector's identity instead of KeyFile.
 	Certificate *tls.Certificate `yaml:"-"`
@@ -55,6 +61,12 @@ type Config struct {
 	Now func() time.Time `yaml:"-"`
 	// Rand drives backoff jitter (values in [0, 1)). Default math/rand.
 	Rand func() float64 `yaml:"-"`
+	// Registry receives the metrics. Default: a new registry with the Go
+	// and process collectors.
+	Registry *prometheus.Registry `yaml:"-"`
+	// ReloadSource, when set, gives the admin API's reload action a new
+	// config (the command re-reads the file).
+	ReloadSource func() (Config, error) `yaml:"-"`
 }
 
 // GatewayConfig is one gateway to dial.

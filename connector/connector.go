@@ -6,15 +6,16 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
 	"github.com/sekisho/sekisho/auth"
 	"github.com/sekisho/sekisho/certs"
+	"github.com/sekisho/sekisho/internal/admin"
 	"github.com/sekisho/sekisho/tunnel"
 )
 
@@ -23,24 +24,35 @@ var Version = "dev"
 
 // Connector keeps tunnels to the gateways and serves their streams.
 type Connector struct {
-	cfg      Config
-	log      *zap.Logger
-	cert     tls.Certificate
-	pin      auth.Pin
-	services map[string]*service
-	snapshot *tunnel.Snapshot
-	gateways []gatewayTarget
+	cfg     Config // as started; a reload replaces state, not this
+	log     *zap.Logger
+	cert    tls.Certificate
+	pin     auth.Pin
+	metrics *metrics
+	reg     *prometheus.Registry
+	series  *admin.Series
+	events  *admin.Events
+	admin   *admin.Server
+	started time.Time
 
-	up     atomic.Int64 // sessions currently up
-	mu     sync.Mutex
-	closed bool
-	cancel context.CancelFunc
-	done   chan struct{}
+	mu       sync.Mutex
+	state    *state             // guarded by mu; read via current()
+	targets  map[string]*target // running gateway loops by key
+	runCtx   context.Context    // set by Run
+	loops    sync.WaitGroup
+	reloadMu sync.Mutex
+	closed   bool
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
-type gatewayTarget struct {
-	addr string
-	tls  *tls.Config
+// state is what a reload replaces as one piece.
+type state struct {
+	cfg      Config
+	services map[string]*service
+	bundle   []*x509.Certificate
+	snap     *tunnel.Snapshot
+	changed  chan struct{} // closed when this state is replaced
 }
 
 // New checks cfg, loads the key, the CA bundle and the services, and builds
@@ -51,12 +63,35 @@ func New(cfg Config) (*Connector, error) {
 	}
 	cfg = cfg.withDefaults()
 	c := &Connector{cfg: cfg, log: cfg.Logger.With(zap.String("tenant", cfg.Tenant), zap.String("connector_id", cfg.ID)),
-		services: map[string]*service{}, done: make(chan struct{})}
+		targets: map[string]*target{}, events: admin.NewEvents(50), started: cfg.Now(), done: make(chan struct{})}
 	if err := c.loadIdentity(); err != nil {
 		return nil, err
 	}
-	bundle, err := c.loadBundle()
+	st, err := c.buildState(cfg, 0)
 	if err != nil {
+		return nil, err
+	}
+	c.state = st
+	c.reg = cfg.Registry
+	if c.reg == nil {
+		c.reg = prometheus.NewRegistry()
+		c.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	c.metrics = newMetrics(c.reg, c)
+	c.series = admin.NewSeries(2*time.Second, 300, c.counters)
+	if err := c.newAdmin(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// buildState loads what cfg names: bundle, services, gateway TLS. The
+// snapshot's version is the load time, kept above prev so that a reload
+// always pushes a newer snapshot.
+func (c *Connector) buildState(cfg Config, prev uint64) (*state, error) {
+	st := &state{cfg: cfg, services: map[string]*service{}, changed: make(chan struct{})}
+	var err error
+	if st.bundle, err = loadBundle(cfg); err != nil {
 		return nil, err
 	}
 	for i, sc := range cfg.Services {
@@ -64,17 +99,22 @@ func New(cfg Config) (*Connector, error) {
 		if err != nil {
 			return nil, fmt.Errorf("services[%d] (%s): %w", i, sc.Name, err)
 		}
-		c.services[sc.Name] = svc
+		st.services[sc.Name] = svc
 	}
-	c.snapshot = c.buildSnapshot(bundle)
 	for i, g := range cfg.Gateways {
-		t, err := c.gatewayTLS(g)
-		if err != nil {
+		if _, err := c.gatewayTLS(g); err != nil {
 			return nil, fmt.Errorf("gateways[%d] (%s): %w", i, g.Address, err)
 		}
-		c.gateways = append(c.gateways, gatewayTarget{addr: g.Address, tls: t})
 	}
-	return c, nil
+	st.snap = buildSnapshot(cfg, st.bundle, max(uint64(cfg.Now().UnixNano()), prev+1))
+	return st, nil
+}
+
+// current returns the state in force.
+func (c *Connector) current() *state {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
 }
 
 func (c *Connector) loadIdentity() error {
@@ -104,12 +144,12 @@ func (c *Connector) loadIdentity() error {
 // Pin is the SPKI pin of the connector's key, for the gateway config.
 func (c *Connector) Pin() auth.Pin { return c.pin }
 
-func (c *Connector) loadBundle() ([]*x509.Certificate, error) {
-	if len(c.cfg.TrustBundle) > 0 {
-		return c.cfg.TrustBundle, nil
+func loadBundle(cfg Config) ([]*x509.Certificate, error) {
+	if len(cfg.TrustBundle) > 0 {
+		return cfg.TrustBundle, nil
 	}
 	var out []*x509.Certificate
-	for _, f := range c.cfg.AgentCA.CertFiles {
+	for _, f := range cfg.AgentCA.CertFiles {
 		cs, err := certs.LoadCerts(f)
 		if err != nil {
 			return nil, fmt.Errorf("agent_ca: %w", err)
@@ -126,40 +166,18 @@ func (c *Connector) loadBundle() ([]*x509.Certificate, error) {
 
 // buildSnapshot makes the tenant's snapshot. Without a shared registry the
 // connector's config is the source of truth: epoch "config", and the
-// version is the load time, so the most recently started connector wins.
-func (c *Connector) buildSnapshot(bundle []*x509.Certificate) *tunnel.Snapshot {
-	snap := &tunnel.Snapshot{Tenant: c.cfg.Tenant, Epoch: "config", Version: uint64(c.cfg.Now().UnixNano())}
+// version is the load time, so the most recently (re)loaded connector wins.
+func buildSnapshot(cfg Config, bundle []*x509.Certificate, version uint64) *tunnel.Snapshot {
+	snap := &tunnel.Snapshot{Tenant: cfg.Tenant, Epoch: "config", Version: version}
 	for _, ca := range bundle {
 		snap.TrustBundle = append(snap.TrustBundle, ca.Raw)
 	}
-	for _, s := range c.cfg.Services {
+	for _, s := range cfg.Services {
 		snap.Services = append(snap.Services, tunnel.Service{
 			Name: s.Name, Host: s.Host, PathPrefix: s.PathPrefix, HostRewrite: s.HostRewrite,
 		})
 	}
 	return snap
-}
-
-func (c *Connector) gatewayTLS(g GatewayConfig) (*tls.Config, error) {
-	conf := certs.ClientConfig(nil)
-	conf.Certificates = []tls.Certificate{c.cert}
-	conf.ServerName = g.ServerName
-	if conf.ServerName == "" {
-		host, _, _ := net.SplitHostPort(g.Address)
-		conf.ServerName = host
-	}
-	conf.RootCAs = g.RootCAs
-	if conf.RootCAs == nil && g.CAFile != "" {
-		cas, err := certs.LoadCerts(g.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca_file: %w", err)
-		}
-		conf.RootCAs = x509.NewCertPool()
-		for _, ca := range cas {
-			conf.RootCAs.AddCert(ca)
-		}
-	}
-	return conf, nil
 }
 
 // Run keeps the sessions up until ctx ends or Close is called.
@@ -170,17 +188,28 @@ func (c *Connector) Run(ctx context.Context) error {
 		return errors.New("connector: already running or closed")
 	}
 	ctx, c.cancel = context.WithCancel(ctx)
+	c.runCtx = ctx
+	st := c.state
 	c.mu.Unlock()
 	defer close(c.done)
-	c.log.Info("connector starting", zap.Stringer("pin", c.pin), zap.Int("gateways", len(c.gateways)),
-		zap.Int("sessions_per_gateway", c.cfg.SessionsPerGateway), zap.Int("services", len(c.services)))
-	var wg sync.WaitGroup
-	for _, g := range c.gateways {
-		for i := range c.cfg.SessionsPerGateway {
-			wg.Go(func() { c.keepSession(ctx, g, i) })
-		}
+	c.log.Info("connector starting", zap.Stringer("pin", c.pin), zap.Int("gateways", len(st.cfg.Gateways)),
+		zap.Int("sessions_per_gateway", st.cfg.SessionsPerGateway), zap.Int("services", len(st.services)))
+	if c.admin != nil {
+		c.loops.Go(func() {
+			if err := c.admin.Run(ctx); err != nil {
+				c.log.Error("admin listener", zap.Error(err))
+			}
+		})
 	}
-	wg.Wait()
+	c.loops.Go(func() { c.series.Run(ctx) })
+	c.reconcile(st.cfg)
+	<-ctx.Done()
+	c.mu.Lock()
+	for _, t := range c.targets {
+		t.stop()
+	}
+	c.mu.Unlock()
+	c.loops.Wait()
 	return nil
 }
 
@@ -199,31 +228,23 @@ func (c *Connector) Close() error {
 
 // Sessions is the number of gateway sessions up now whose snapshot the
 // gateway accepted.
-func (c *Connector) Sessions() int { return int(c.up.Load()) }
-
-// keepSession dials one session slot to a gateway and redials it when it
-// ends, with jittered exponential backoff.
-func (c *Connector) keepSession(ctx context.Context, g gatewayTarget, slot int) {
-	log := c.log.With(zap.String("gateway", g.addr), zap.Int("slot", slot))
-	b := tunnel.Backoff{Min: c.cfg.Backoff.Min, Max: c.cfg.Backoff.Max, Rand: c.cfg.Rand}
-	attempt := 0
-	for ctx.Err() == nil {
-		established, err := c.runSession(ctx, g, log)
-		if ctx.Err() != nil {
-			return
-		}
-		if established {
-			attempt = 0 // it worked before: come back quickly
-		}
-		delay := b.Delay(attempt)
-		attempt++
-		log.Warn("gateway session ended, redialing", zap.Error(err), zap.Duration("retry_in", delay))
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return
-		}
+func (c *Connector) Sessions() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, t := range c.targets {
+		n += int(t.up.Load())
 	}
+	return n
 }
+
+// AdminAddr returns the admin listener's address, or nil without one.
+func (c *Connector) AdminAddr() any {
+	if c.admin == nil {
+		return nil
+	}
+	return c.admin.Addr()
+}
+
+// Registry is the connector's metrics registry.
+func (c *Connector) Registry() *prometheus.Registry { return c.reg }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/sekisho/sekisho/auth"
@@ -15,9 +16,12 @@ import (
 
 // service is an internal service the connector dials for streams.
 type service struct {
-	name string
-	addr string
-	tls  *tls.Config // nil: plain TCP
+	name   string
+	addr   string
+	tls    *tls.Config  // nil: plain TCP
+	active atomic.Int64 // streams spliced now
+	// Totals for the status page: streams served and refused.
+	streams, errors atomic.Int64
 }
 
 func newService(sc ServiceConfig, cfg Config) (*service, error) {

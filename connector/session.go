@@ -10,15 +10,17 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/sekisho/sekisho/internal/admin"
 	"github.com/sekisho/sekisho/tunnel"
 )
 
-// runSession dials one session, says hello, pushes the snapshot and serves
-// streams until the session ends. established reports whether the gateway
-// welcomed it.
-func (c *Connector) runSession(ctx context.Context, g gatewayTarget, log *zap.Logger) (established bool, err error) {
+// runSession dials one session, says hello, pushes the snapshot (again
+// whenever a reload changes it) and serves streams until the session ends.
+// established reports whether the gateway welcomed it.
+func (c *Connector) runSession(ctx context.Context, t *target, log *zap.Logger) (established bool, err error) {
+	st := c.current()
 	sess, err := tunnel.Dial(ctx, tunnel.DialConfig{
-		Address: g.addr, TLS: g.tls, Timeout: c.cfg.Timeouts.Handshake,
+		Address: t.addr, TLS: t.tls, Timeout: st.cfg.Timeouts.Handshake,
 		Dialer: c.cfg.Dialer, Session: c.cfg.Tunnel,
 	})
 	if err != nil {
@@ -32,60 +34,91 @@ func (c *Connector) runSession(ctx context.Context, g gatewayTarget, log *zap.Lo
 		MinVersion: tunnel.MinProtocolVersion, MaxVersion: tunnel.MaxProtocolVersion,
 		Tenant: c.cfg.Tenant, ConnectorID: c.cfg.ID, Software: "sekisho " + Version,
 	}
-	ctrl, welcome, err := tunnel.OpenControl(ctx, sess, hello, c.cfg.Timeouts.Handshake)
+	ctrl, welcome, err := tunnel.OpenControl(ctx, sess, hello, st.cfg.Timeouts.Handshake)
 	if err != nil {
+		var re *tunnel.RefusedError
+		if errors.As(err, &re) {
+			c.events.Add(admin.Event{Time: time.Now(), Kind: "session refused", Reason: re.Refuse.Reason, Remote: t.addr})
+		}
 		return false, err
-	}
-	if err := ctrl.Send(tunnel.MsgSnapshot, c.snapshot); err != nil {
-		return true, err
 	}
 	log = log.With(zap.String("gateway_id", welcome.GatewayID), zap.String("transport", sess.Transport()))
 	log.Info("gateway session up", zap.Int("protocol_version", welcome.Version))
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	var serving atomic.Bool // counted in Sessions once the gateway took a snapshot
+	var serving atomic.Bool // counted once the gateway took a snapshot
+	var down func()
 	defer func() {
-		if serving.Load() {
-			c.up.Add(-1)
+		if down != nil {
+			down()
 		}
 	}()
+	var downMu sync.Mutex
+	accepted := func() {
+		if !serving.Swap(true) {
+			downMu.Lock()
+			down = t.sessionUp(sess.Transport(), time.Now())
+			downMu.Unlock()
+		}
+	}
 	wg.Go(func() {
-		err := c.readControl(ctrl, log, func() {
-			if !serving.Swap(true) {
-				c.up.Add(1)
-			}
-		})
-		if err != nil && ctx.Err() == nil {
+		if err := c.readControl(ctrl, log, t, accepted); err != nil && ctx.Err() == nil {
 			log.Debug("control stream ended", zap.Error(err))
 		}
 		sess.Close() // no control stream, no session
 	})
-	return true, c.acceptStreams(ctx, sess, &wg, log)
+	wg.Go(func() { c.pushSnapshots(ctx, sess, ctrl, log) })
+	err = c.acceptStreams(ctx, sess, &wg, log)
+	downMu.Lock()
+	defer downMu.Unlock()
+	return true, err
+}
+
+// pushSnapshots sends the snapshot in force, and each new one a reload
+// makes, until the session ends.
+func (c *Connector) pushSnapshots(ctx context.Context, sess tunnel.Session, ctrl *tunnel.Control, log *zap.Logger) {
+	for {
+		st := c.current()
+		if err := ctrl.Send(tunnel.MsgSnapshot, st.snap); err != nil {
+			log.Debug("snapshot not sent", zap.Error(err))
+			sess.Close()
+			return
+		}
+		select {
+		case <-st.changed:
+		case <-sess.Done():
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // readControl logs what the gateway says about our snapshots and calls
 // accepted for each snapshot it took.
-func (c *Connector) readControl(ctrl *tunnel.Control, log *zap.Logger, accepted func()) error {
+func (c *Connector) readControl(ctrl *tunnel.Control, log *zap.Logger, t *target, accepted func()) error {
 	for {
-		t, body, err := ctrl.Receive(tunnel.MaxHelloLen, time.Time{})
+		typ, body, err := ctrl.Receive(tunnel.MaxHelloLen, time.Time{})
 		if err != nil {
 			return err
 		}
-		if t != tunnel.MsgSnapshotAck {
-			log.Debug("ignoring unknown control message", zap.Uint8("type", uint8(t)))
+		if typ != tunnel.MsgSnapshotAck {
+			log.Debug("ignoring unknown control message", zap.Uint8("type", uint8(typ)))
 			continue
 		}
 		var ack tunnel.SnapshotAck
-		if err := tunnel.Decode(t, body, &ack); err != nil {
+		if err := tunnel.Decode(typ, body, &ack); err != nil {
 			return err
 		}
 		if ack.Accepted {
 			accepted()
 			log.Info("snapshot accepted", zap.Uint64("version", ack.Version))
-		} else {
-			log.Error("gateway refused our snapshot", zap.Uint64("version", ack.Version), zap.String("reason", ack.Error))
+			continue
 		}
+		c.metrics.snapshotRefusals.WithLabelValues(t.addr).Inc()
+		c.events.Add(admin.Event{Time: time.Now(), Kind: "snapshot refused", Reason: ack.Error, Remote: t.addr})
+		log.Error("gateway refused our snapshot", zap.Uint64("version", ack.Version), zap.String("reason", ack.Error))
 	}
 }
 
@@ -107,31 +140,37 @@ func (c *Connector) acceptStreams(ctx context.Context, sess tunnel.Session, wg *
 // serveStream reads a stream's header, dials the service it names and
 // splices the two.
 func (c *Connector) serveStream(ctx context.Context, st tunnel.Stream, log *zap.Logger) {
-	to := c.cfg.Timeouts
+	state := c.current()
+	to := state.cfg.Timeouts
 	h, err := tunnel.ReadRequest(st, to.StreamHeader)
 	if err != nil {
+		c.metrics.streams.WithLabelValues("", tunnel.StatusBadHeader.String()).Inc()
+		c.metrics.totalRefused.Add(1)
 		log.Warn("bad stream header", zap.Error(err))
 		return
 	}
-	refuse := func(status tunnel.Status, msg string) {
+	refuse := func(status tunnel.Status, msg, svc string) {
+		c.metrics.streams.WithLabelValues(svc, status.String()).Inc()
+		c.metrics.totalRefused.Add(1)
 		tunnel.Answer(st, &tunnel.Reply{Status: status, Message: msg}, to.StreamHeader)
 		st.Close()
 	}
 	if h.Kind != tunnel.KindHTTP {
 		log.Warn("stream refused", zap.Stringer("kind", h.Kind), zap.String("reason", "unsupported kind"))
-		refuse(tunnel.StatusBadHeader, "unsupported stream kind "+h.Kind.String())
+		refuse(tunnel.StatusBadHeader, "unsupported stream kind "+h.Kind.String(), "")
 		return
 	}
-	svc := c.services[h.Service]
+	svc := state.services[h.Service]
 	if svc == nil {
 		log.Warn("stream refused", zap.String("service", h.Service), zap.String("reason", "unknown service"))
-		refuse(tunnel.StatusUnknownService, "unknown service")
+		refuse(tunnel.StatusUnknownService, "unknown service", "")
 		return
 	}
 	conn, err := svc.dial(ctx, c.cfg.Dialer, to.Dial)
 	if err != nil {
 		log.Warn("service unreachable", zap.String("service", h.Service), zap.Error(err))
-		refuse(tunnel.StatusUnavailable, "service unreachable")
+		svc.errors.Add(1)
+		refuse(tunnel.StatusUnavailable, "service unreachable", svc.name)
 		return
 	}
 	if err := tunnel.Answer(st, &tunnel.Reply{Status: tunnel.StatusOK}, to.StreamHeader); err != nil {
@@ -139,9 +178,21 @@ func (c *Connector) serveStream(ctx context.Context, st tunnel.Stream, log *zap.
 		st.Close()
 		return
 	}
+	c.metrics.streams.WithLabelValues(svc.name, tunnel.StatusOK.String()).Inc()
+	c.metrics.totalStreams.Add(1)
+	svc.streams.Add(1)
+	svc.active.Add(1)
+	defer svc.active.Add(-1)
 	// HTTP streams are pooled keep-alive connections that the gateway
 	// never half-closes: EOF from either side ends both.
-	_, _, err = tunnel.SpliceWhole(st, conn, to.StreamIdle)
+	upC, downC := c.metrics.bytes.WithLabelValues(svc.name, "up"), c.metrics.bytes.WithLabelValues(svc.name, "down")
+	count := func(ctr interface{ Add(float64) }) func(int) {
+		return func(n int) {
+			ctr.Add(float64(n))
+			c.metrics.totalRelayed.Add(int64(n))
+		}
+	}
+	_, _, err = tunnel.SpliceWith(st, conn, tunnel.SpliceConfig{Idle: to.StreamIdle, OnAToB: count(upC), OnBToA: count(downC)})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Debug("stream ended", zap.String("service", h.Service), zap.Error(err))
 	}

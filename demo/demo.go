@@ -18,6 +18,7 @@ import (
 	"github.com/sekisho/sekisho/certs"
 	"github.com/sekisho/sekisho/connector"
 	"github.com/sekisho/sekisho/gateway"
+	"github.com/sekisho/sekisho/internal/admin"
 	"github.com/sekisho/sekisho/tunnel"
 )
 
@@ -35,6 +36,12 @@ type Options struct {
 	Progress io.Writer
 	// Logger receives the roles' logs. Default: none.
 	Logger *zap.Logger
+	// Admin is the gateway's admin listener (status page, metrics); the
+	// connector's takes the next free port. Default 127.0.0.1:0; "off"
+	// for none.
+	Admin string
+	// OnAdmin, when set, is told the admin URLs once they listen.
+	OnAdmin func(gateway, connector string)
 }
 
 func (o Options) withDefaults() Options {
@@ -52,6 +59,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
+	}
+	if o.Admin == "" {
+		o.Admin = "127.0.0.1:0"
 	}
 	return o
 }
@@ -73,6 +83,9 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	defer st.close()
 	if err := st.waitServed(ctx, 10*time.Second); err != nil {
 		return nil, err
+	}
+	if opts.OnAdmin != nil && opts.Admin != "off" {
+		opts.OnAdmin("http://"+st.gw.AdminAddr().String()+"/", fmt.Sprint("http://", st.conn.AdminAddr(), "/"))
 	}
 	runCtx, cancel := context.WithTimeout(ctx, opts.Duration)
 	defer cancel()
@@ -140,10 +153,10 @@ func startStack(opts Options) (*stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := st.startGateway(ctx, serverCert, auth.PinOfCert(connCert.Leaf), opts.Logger); err != nil {
+	if err := st.startGateway(ctx, serverCert, auth.PinOfCert(connCert.Leaf), opts); err != nil {
 		return nil, err
 	}
-	if err := st.startConnector(ctx, connCert, coreLn.Addr().String(), opts.Logger); err != nil {
+	if err := st.startConnector(ctx, connCert, coreLn.Addr().String(), opts); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -170,13 +183,15 @@ func (st *stack) gatewayCert(now time.Time) (tls.Certificate, error) {
 	return certs.TLSCertificate(leaf, key), nil
 }
 
-func (st *stack) startGateway(ctx context.Context, cert tls.Certificate, pin auth.Pin, log *zap.Logger) error {
+func (st *stack) startGateway(ctx context.Context, cert tls.Certificate, pin auth.Pin, opts Options) error {
+	log := opts.Logger
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
 	st.gw, err = gateway.New(gateway.Config{
 		ID: "demo-gateway", Listener: ln, Certificate: &cert, Logger: log.Named("gateway"),
+		Admin: admin.Config{Listen: opts.Admin}, Version: "demo",
 		Tenants: []gateway.TenantConfig{{Name: tenantName, ConnectorPins: []auth.Pin{pin}}},
 	})
 	if err != nil {
@@ -188,10 +203,16 @@ func (st *stack) startGateway(ctx context.Context, cert tls.Certificate, pin aut
 	return nil
 }
 
-func (st *stack) startConnector(ctx context.Context, cert tls.Certificate, coreAddr string, log *zap.Logger) error {
+func (st *stack) startConnector(ctx context.Context, cert tls.Certificate, coreAddr string, opts Options) error {
+	log := opts.Logger
+	adminAddr := "off"
+	if opts.Admin != "off" {
+		adminAddr = "127.0.0.1:0"
+	}
 	var err error
 	st.conn, err = connector.New(connector.Config{
 		ID: "demo-connector", Tenant: tenantName, Certificate: &cert, Logger: log.Named("connector"),
+		Admin:       admin.Config{Listen: adminAddr},
 		Gateways:    []connector.GatewayConfig{{Address: st.gwAddr, ServerName: "localhost", RootCAs: st.roots}},
 		TrustBundle: []*x509.Certificate{st.ca.Cert},
 		Services: []connector.ServiceConfig{

@@ -19,6 +19,7 @@ import (
 	"github.com/sekisho/sekisho/certs/certstest"
 	"github.com/sekisho/sekisho/connector"
 	"github.com/sekisho/sekisho/gateway"
+	"github.com/sekisho/sekisho/internal/admin"
 )
 
 // hangGuard bounds every wait of these tests: they assert outcomes, not
@@ -59,7 +60,8 @@ func startGateway(t testing.TB, mod func(*gateway.Config), tenants ...*tenantSpe
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := gateway.Config{Listener: ln, Certificate: &w.srv.Cert, Logger: zap.New(core)}
+	cfg := gateway.Config{Listener: ln, Certificate: &w.srv.Cert, Logger: zap.New(core),
+		Admin: admin.Config{Listen: "127.0.0.1:0"}}
 	for _, ts := range tenants {
 		cfg.Tenants = append(cfg.Tenants, gateway.TenantConfig{Name: ts.name, ConnectorPins: []auth.Pin{ts.pin}})
 	}
@@ -104,6 +106,7 @@ func (w *world) startConnector(t testing.TB, ts *tenantSpec, svcs []connector.Se
 		Services:    svcs,
 		Backoff:     connector.BackoffConfig{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond},
 		Logger:      zap.NewNop(),
+		Admin:       admin.Config{Listen: "127.0.0.1:0"},
 	}
 	if mod != nil {
 		mod(&cfg)

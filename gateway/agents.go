@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"net/http"
 
@@ -25,7 +26,10 @@ func (s *Server) trackAgent(tc *tls.Conn) {
 	if err != nil {
 		return // verifyAgent refused it already; cannot happen
 	}
-	t := s.tenants[name]
+	t := s.tenant(name)
+	if t == nil {
+		return
+	}
 	t.mu.Lock()
 	t.conns[tc] = struct{}{}
 	t.mu.Unlock()
@@ -41,7 +45,7 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 	if !ok {
 		return
 	}
-	for _, t := range s.tenants {
+	for _, t := range s.tenantList() {
 		t.mu.Lock()
 		_, found := t.conns[tc]
 		delete(t.conns, tc)
@@ -56,6 +60,10 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 // current state and closes those that no longer pass.
 func (s *Server) reverify(t *tenant) {
 	st := t.state.Load()
+	var roots *x509.CertPool // nil: no bundle any more, every agent fails
+	if st != nil {
+		roots = st.roots
+	}
 	t.mu.Lock()
 	conns := make([]*tls.Conn, 0, len(t.conns))
 	for c := range t.conns {
@@ -66,7 +74,7 @@ func (s *Server) reverify(t *tenant) {
 	now := s.cfg.Now()
 	for _, c := range conns {
 		chain := c.ConnectionState().PeerCertificates
-		if _, err := auth.VerifyAgent(chain, t.name, st.roots, now); err != nil {
+		if _, err := auth.VerifyAgent(chain, t.name, roots, now); err != nil {
 			p, _ := auth.PrincipalOf(chain[0])
 			s.log.Info("agent connection closed", zap.String("tenant", t.name), zap.String("device_id", p.DeviceID),
 				zap.String("remote_addr", c.RemoteAddr().String()), zap.String("reason", auth.Reason(err)), zap.Error(err))

@@ -7,10 +7,12 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/sekisho/sekisho/auth"
 	"github.com/sekisho/sekisho/certs"
+	"github.com/sekisho/sekisho/internal/admin"
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/tunnel"
 )
@@ -41,6 +43,12 @@ type Config struct {
 	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM.
 	// Default 30s. (Used by the command; Shutdown takes a context.)
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Admin is the admin listener (metrics, health, status page). In
+	// config files it defaults to 127.0.0.1:9180; in the Go API an empty
+	// listen address means none.
+	Admin admin.Config `yaml:"admin"`
+	// AccessLog configures the per-request log.
+	AccessLog AccessLog `yaml:"access_log"`
 
 	// Listener, when set, is used instead of listening on Listen.
 	Listener net.Listener `yaml:"-"`
@@ -48,6 +56,16 @@ type Config struct {
 	Certificate *tls.Certificate `yaml:"-"`
 	// Logger receives the gateway's logs. Default: none.
 	Logger *zap.Logger `yaml:"-"`
+	// AccessLogger receives the access log (unsampled). Default Logger.
+	AccessLogger *zap.Logger `yaml:"-"`
+	// Registry receives the metrics. Default: a new registry with the Go
+	// and process collectors.
+	Registry *prometheus.Registry `yaml:"-"`
+	// Version is reported on the status page.
+	Version string `yaml:"-"`
+	// ReloadSource, when set, gives the admin API's reload action a new
+	// config (the command re-reads the file).
+	ReloadSource func() (Config, error) `yaml:"-"`
 	// Now is the clock used to check certificates. Default time.Now.
 	Now func() time.Time `yaml:"-"`
 }
@@ -106,6 +124,13 @@ type Limits struct {
 	MaxIdleStreams int `yaml:"max_idle_streams"`
 }
 
+// AccessLog configures the per-request log: tenant, device, service,
+// status, bytes, duration.
+type AccessLog struct {
+	// Sample is the fraction of requests logged: 0 none (default), 1 all.
+	Sample float64 `yaml:"sample"`
+}
+
 // ProxyProtocol configures PROXY protocol v2 on the listener.
 type ProxyProtocol struct {
 	// Trusted lists the load balancers' addresses; connections from them
@@ -148,6 +173,9 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
+	if c.AccessLogger == nil {
+		c.AccessLogger = c.Logger
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -171,6 +199,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, config.Field("tunnel", err))
 	}
 	errs = append(errs, c.Limits.validate()...)
+	if c.AccessLog.Sample < 0 || c.AccessLog.Sample > 1 {
+		errs = append(errs, config.Fieldf("access_log.sample", "want 0 to 1, got %v", c.AccessLog.Sample))
+	}
 	return errors.Join(errs...)
 }
 

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -16,11 +17,11 @@ import (
 	"github.com/sekisho/sekisho/tunnel"
 )
 
-func (s *Server) newHTTPServer() *http.Server {
-	l := s.cfg.Limits
+// newWebServer builds an agent-facing HTTP server with limits l.
+func (s *Server) newWebServer(l Limits) *webServer {
 	h2 := &http.HTTP2Config{MaxConcurrentStreams: l.MaxRequestsPerDevice}
-	return &http.Server{
-		Handler:           s,
+	return &webServer{limits: l, srv: &http.Server{
+		Handler:           &handler{s: s},
 		ReadHeaderTimeout: l.ReadHeaderTimeout,
 		IdleTimeout:       l.IdleTimeout,
 		MaxHeaderBytes:    l.MaxHeaderBytes,
@@ -28,7 +29,7 @@ func (s *Server) newHTTPServer() *http.Server {
 		ConnContext:       withConnInfo,
 		ConnState:         s.connState,
 		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
-	}
+	}}
 }
 
 // connInfo caches the principal of one agent connection; HTTP/2 requests
@@ -59,41 +60,130 @@ func principal(r *http.Request) (auth.Principal, error) {
 	return ci.p, ci.err
 }
 
+// handler serves agent requests with the current generation's tenants,
+// limits and relay.
+type handler struct{ s *Server }
+
 // ServeHTTP routes one agent request: refuse, or relay down the tunnel.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s := h.s
+	start := time.Now()
 	p, err := principal(r)
-	if err != nil {
+	t := (*tenant)(nil)
+	if err == nil {
+		t = s.tenant(p.Tenant)
+	}
+	if t == nil {
+		// A tenant removed by a reload after this connection was made.
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return
 	}
-	t := s.tenants[p.Tenant]
-	st := t.state.Load()
+	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &countingBody{ReadCloser: r.Body, n: &rec.up}
+	}
+	svc := h.route(rec, r, s.current(), t, p)
+	s.observe(t, svc, p, r, rec, time.Since(start))
+}
+
+// route answers or relays the request and returns the service it went to
+// ("" when refused before a service was chosen).
+func (h *handler) route(w *recorder, r *http.Request, g *generation, t *tenant, p auth.Principal) string {
+	s := h.s
 	if r.Method == http.MethodConnect {
 		http.Error(w, "CONNECT is not served here", http.StatusMethodNotAllowed)
-		return
+		return ""
 	}
 	if !cleanPath(r.URL.Path) {
 		http.Error(w, "path must not contain . or .. segments", http.StatusBadRequest)
-		return
+		return ""
 	}
+	st := t.state.Load()
 	svc := st.match(hostOnly(r.Host), r.URL.Path)
 	if svc == nil {
 		http.Error(w, "no service for this host and path", http.StatusNotFound)
-		return
+		return ""
 	}
 	if t.numSessions() == 0 {
-		s.unavailable(w, s.cfg.RetryAfter, "no connector for this tenant")
-		return
+		s.metrics.unavailable.WithLabelValues(t.name).Inc()
+		s.unavailable(w, g.cfg.RetryAfter, "no connector for this tenant")
+		return svc.Name
 	}
 	release, ok := s.devices.acquire(p)
 	if !ok {
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "too many concurrent requests from this device", http.StatusTooManyRequests)
-		return
+		return svc.Name
 	}
 	defer release()
 	ctx := context.WithValue(r.Context(), routeKey{}, &routeInfo{tenant: t, svc: svc, p: p, remote: r.RemoteAddr})
-	s.relay.proxy.ServeHTTP(w, r.WithContext(ctx))
+	g.relay.proxy.ServeHTTP(w, r.WithContext(ctx))
+	return svc.Name
+}
+
+// observe records one finished request in metrics, the status page and,
+// sampled, the access log.
+func (s *Server) observe(t *tenant, svc string, p auth.Principal, r *http.Request, rec *recorder, d time.Duration) {
+	m := s.metrics
+	m.requests.WithLabelValues(t.name, svc, codeClass(rec.status)).Observe(d.Seconds())
+	if rec.down > 0 {
+		m.bytes.WithLabelValues(t.name, "down").Add(float64(rec.down))
+	}
+	if rec.up > 0 {
+		m.bytes.WithLabelValues(t.name, "up").Add(float64(rec.up))
+	}
+	m.totalRequests.Add(1)
+	m.totalRelayed.Add(rec.down + rec.up)
+	t.requests.Add(1)
+	if rec.status >= 500 {
+		m.totalErrors.Add(1)
+		t.errors.Add(1)
+	}
+	s.latency.Record(time.Now(), d)
+	sample := s.current().cfg.AccessLog.Sample
+	if sample > 0 && (sample >= 1 || rand.Float64() < sample) {
+		s.access.Info("request", zap.String("tenant", t.name), zap.String("device_id", p.DeviceID),
+			zap.String("service", svc), zap.String("method", r.Method), zap.String("path", r.URL.Path),
+			zap.Int("status", rec.status), zap.Int64("bytes_in", rec.up), zap.Int64("bytes_out", rec.down),
+			zap.Duration("duration", d), zap.String("proto", r.Proto), zap.String("remote_addr", r.RemoteAddr))
+	}
+}
+
+// recorder notes the status and counts the bytes of a response.
+type recorder struct {
+	http.ResponseWriter
+	status      int
+	wroteHeader bool
+	down, up    int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wroteHeader && code >= 200 {
+		r.status, r.wroteHeader = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.wroteHeader = true
+	n, err := r.ResponseWriter.Write(b)
+	r.down += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach Flush and deadlines.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// countingBody counts the request body bytes read.
+type countingBody struct {
+	io.ReadCloser
+	n *int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	*b.n += int64(n)
+	return n, err
 }
 
 // unavailable answers 503 with a Retry-After between base and twice base,
@@ -141,13 +231,20 @@ func cleanPath(p string) bool {
 
 // deviceLimiter bounds each device's concurrent requests.
 type deviceLimiter struct {
-	max int
 	mu  sync.Mutex
+	max int
 	n   map[string]int
 }
 
 func newDeviceLimiter(max int) *deviceLimiter {
 	return &deviceLimiter{max: max, n: map[string]int{}}
+}
+
+// setMax changes the limit; requests in flight keep their slots.
+func (d *deviceLimiter) setMax(max int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.max = max
 }
 
 func (d *deviceLimiter) acquire(p auth.Principal) (release func(), ok bool) {

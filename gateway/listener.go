@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sekisho/sekisho/auth"
+	"github.com/sekisho/sekisho/internal/admin"
 	"github.com/sekisho/sekisho/internal/proxyproto"
 	"github.com/sekisho/sekisho/tunnel"
 )
@@ -62,12 +63,12 @@ func (s *Server) handshake(c net.Conn) {
 		}
 	}
 	defer release()
-	deadline := time.Now().Add(s.cfg.Limits.HandshakeTimeout)
+	g := s.current()
+	deadline := time.Now().Add(g.cfg.Limits.HandshakeTimeout)
 	c.SetDeadline(deadline)
-	c, err := s.readProxyHeader(c)
+	c, err := s.readProxyHeader(c, g.cfg.ProxyProtocol.Trusted)
 	if err != nil {
-		s.log.Info("peer refused", zap.String("remote_addr", c.RemoteAddr().String()),
-			zap.String("reason", "proxy_protocol"), zap.Error(err))
+		s.refused(c, "", "proxy_protocol", err)
 		c.Close()
 		return
 	}
@@ -75,32 +76,44 @@ func (s *Server) handshake(c net.Conn) {
 	ctx, cancel := context.WithDeadline(s.ctx, deadline)
 	err = tc.HandshakeContext(ctx)
 	cancel()
+	kind, _ := s.offered.LoadAndDelete(c)
 	if err != nil {
-		s.log.Info("peer refused", zap.String("remote_addr", c.RemoteAddr().String()),
-			zap.String("reason", refusalReason(err)), zap.Error(err))
+		k, _ := kind.(string)
+		s.refused(c, k, refusalReason(err), err)
 		c.Close()
 		return
 	}
 	c.SetDeadline(time.Time{})
 	if tc.ConnectionState().NegotiatedProtocol == tunnelALPN {
+		s.metrics.handshakes.WithLabelValues("connector", "ok", "").Inc()
 		s.serveTunnel(s.ctx, tc, release)
 		return
 	}
+	s.metrics.handshakes.WithLabelValues("agent", "ok", "").Inc()
 	s.trackAgent(tc)
-	if !s.httpLn.push(tc) {
+	if !s.currentWeb().ln.push(tc) {
 		tc.Close()
 		s.connState(tc, http.StateClosed)
 	}
 }
 
+// refused logs, counts and remembers a peer refused before it was trusted.
+func (s *Server) refused(c net.Conn, kind, reason string, err error) {
+	remote := c.RemoteAddr().String()
+	s.log.Info("peer refused", zap.String("remote_addr", remote), zap.String("kind", kind),
+		zap.String("reason", reason), zap.Error(err))
+	s.metrics.handshakes.WithLabelValues(kind, "refused", reason).Inc()
+	s.events.Add(admin.Event{Time: time.Now(), Kind: "refused " + kind, Reason: reason, Remote: remote})
+}
+
 // readProxyHeader reads a PROXY v2 header from connections of trusted load
 // balancers.
-func (s *Server) readProxyHeader(c net.Conn) (net.Conn, error) {
-	if len(s.cfg.ProxyProtocol.Trusted) == 0 {
+func (s *Server) readProxyHeader(c net.Conn, lbs []netip.Prefix) (net.Conn, error) {
+	if len(lbs) == 0 {
 		return c, nil
 	}
 	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-	if err != nil || !trusted(s.cfg.ProxyProtocol.Trusted, ap.Addr().Unmap()) {
+	if err != nil || !trusted(lbs, ap.Addr().Unmap()) {
 		return c, nil
 	}
 	h, err := proxyproto.ReadHeader(c)
@@ -123,8 +136,10 @@ func trusted(prefixes []netip.Prefix, a netip.Addr) bool {
 // the connector policy, everything else the agent policy.
 func (s *Server) configForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 	if tunnel.HasALPN(hello.SupportedProtos) {
+		s.offered.Store(hello.Conn, "connector")
 		return s.tunnels, nil
 	}
+	s.offered.Store(hello.Conn, "agent")
 	return s.agents, nil
 }
 
@@ -140,7 +155,7 @@ func (s *Server) verifyAgent(cs tls.ConnectionState) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", auth.ErrMalformedClient, err)
 	}
-	t := s.tenants[name]
+	t := s.tenant(name)
 	if t == nil {
 		return fmt.Errorf("%w: %q", auth.ErrUnknownTenant, name)
 	}

@@ -33,14 +33,14 @@ const poolHostSuffix = ".tunnel"
 
 // relay is the reverse proxy that carries agent requests down tunnels.
 type relay struct {
-	s         *Server
-	proxy     *httputil.ReverseProxy
-	transport *http.Transport
+	s             *Server
+	proxy         *httputil.ReverseProxy
+	transport     *http.Transport
+	streamTimeout time.Duration
 }
 
-func newRelay(s *Server) *relay {
-	r := &relay{s: s}
-	l := s.cfg.Limits
+func newRelay(s *Server, l Limits) *relay {
+	r := &relay{s: s, streamTimeout: l.StreamTimeout}
 	r.transport = &http.Transport{
 		DialContext:           r.dial,
 		MaxIdleConns:          0, // no global cap; per host below
@@ -98,7 +98,7 @@ func (r *relay) dial(ctx context.Context, _, addr string) (net.Conn, error) {
 		return nil, err
 	}
 	name, rest, _ := strings.Cut(strings.TrimSuffix(host, poolHostSuffix), ".")
-	t := r.s.tenants[rest]
+	t := r.s.tenant(rest)
 	if t == nil {
 		return nil, fmt.Errorf("relay: no tenant %q", rest)
 	}
@@ -106,8 +106,8 @@ func (r *relay) dial(ctx context.Context, _, addr string) (net.Conn, error) {
 	if ts == nil {
 		return nil, errNoConnector
 	}
-	st, err := tunnel.OpenRelay(ctx, ts.sess, &tunnel.Header{Kind: tunnel.KindHTTP, Service: name},
-		r.s.cfg.Limits.StreamTimeout)
+	r.s.metrics.streamsOpened.WithLabelValues(t.name, tunnel.KindHTTP.String()).Inc()
+	st, err := tunnel.OpenRelay(ctx, ts.sess, &tunnel.Header{Kind: tunnel.KindHTTP, Service: name}, r.streamTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("open stream to %s/%s via connector %s: %w", t.name, name, ts.connectorID, err)
 	}
@@ -120,12 +120,17 @@ func (r *relay) errorHandler(w http.ResponseWriter, req *http.Request, err error
 	log := r.s.log.With(zap.String("tenant", ri.tenant.name), zap.String("service", ri.svc.Name),
 		zap.String("device_id", ri.p.DeviceID))
 	var se *tunnel.StatusError
+	if errors.As(err, &se) {
+		r.s.metrics.streamRefusals.WithLabelValues(ri.tenant.name, se.Reply.Status.String()).Inc()
+	}
+	retryAfter := r.s.current().cfg.RetryAfter
 	switch {
 	case errors.Is(err, context.Canceled):
 		// The agent went away; nothing to answer.
 		log.Debug("agent canceled request", zap.Error(err))
 		w.WriteHeader(499)
 	case errors.As(err, &se) && se.Reply.Status == tunnel.StatusOverBudget:
+		r.s.metrics.budgetRefusals.WithLabelValues(ri.tenant.name).Inc()
 		r.s.unavailable(w, max(se.Reply.RetryAfter, time.Second), "over budget, retry later")
 	case errors.As(err, &se) && se.Reply.Status == tunnel.StatusForbidden:
 		log.Info("connector forbade stream", zap.String("message", se.Reply.Message))
@@ -137,7 +142,8 @@ func (r *relay) errorHandler(w http.ResponseWriter, req *http.Request, err error
 		log.Warn("connector refused stream", zap.Stringer("status", se.Reply.Status), zap.String("message", se.Reply.Message))
 		http.Error(w, "service unavailable: "+se.Reply.Status.String(), http.StatusBadGateway)
 	case errors.Is(err, errNoConnector) || ri.tenant.numSessions() == 0:
-		r.s.unavailable(w, r.s.cfg.RetryAfter, "no connector for this tenant")
+		r.s.metrics.unavailable.WithLabelValues(ri.tenant.name).Inc()
+		r.s.unavailable(w, retryAfter, "no connector for this tenant")
 	default:
 		log.Warn("relay failed", zap.Error(err))
 		http.Error(w, "bad gateway", http.StatusBadGateway)

@@ -3,44 +3,80 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
 	"github.com/sekisho/sekisho/auth"
 	"github.com/sekisho/sekisho/certs"
+	"github.com/sekisho/sekisho/internal/admin"
 )
 
 // Server is a gateway. New starts nothing; Run serves until its context
 // ends or Shutdown completes.
 type Server struct {
-	cfg     Config
+	cfg     Config // as started; a reload replaces gen, not this
 	log     *zap.Logger
-	tenants map[string]*tenant
-	pins    map[auth.Pin]*tenant
+	access  *zap.Logger
 	tlsConf *tls.Config
 	agents  *tls.Config
 	tunnels *tls.Config
-	http    *http.Server
-	httpLn  *chanListener
-	relay   *relay
+	leaf    *x509.Certificate
 	devices *deviceLimiter
 	hsSem   chan struct{}
+	offered sync.Map // net.Conn -> peer kind, during its handshake
+	metrics *metrics
+	reg     *prometheus.Registry
+	series  *admin.Series
+	events  *admin.Events
+	latency *admin.LatencyWindow
+	admin   *admin.Server
+	started time.Time
 
 	ctx    context.Context // ends when the server closes
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // handshakes and tunnel sessions
+	wg     sync.WaitGroup // handshakes, tunnel sessions, draining HTTP servers
 
 	mu           sync.Mutex
+	gen          *generation // the current one; guarded by mu, read via current()
+	web          *webServer  // the HTTP server new agent connections go to
+	webs         []*webServer
+	reload       func() (Config, error)
+	reloadMu     sync.Mutex
 	ln           net.Listener
 	ready        chan struct{}
 	closed       bool
 	shutdown     chan struct{} // closed when Shutdown finished draining
 	shutdownOnce sync.Once
+}
+
+// generation is what a reload replaces as one piece: the config, the
+// tenant set (tenant objects, with their state and sessions, carry over)
+// and the relay, whose limits come from the config.
+type generation struct {
+	cfg     Config
+	tenants map[string]*tenant
+	pins    map[auth.Pin]*tenant
+	relay   *relay
+}
+
+// webServer is an HTTP server for agent connections with the limits of
+// one config. A reload that changes those limits starts a new one for new
+// connections; the old one serves its connections until they end.
+type webServer struct {
+	limits Limits
+	srv    *http.Server
+	ln     *chanListener
 }
 
 // New checks cfg and builds a gateway.
@@ -52,27 +88,80 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		tenants:  map[string]*tenant{},
-		pins:     map[auth.Pin]*tenant{},
+		access:   cfg.AccessLogger,
 		devices:  newDeviceLimiter(cfg.Limits.MaxRequestsPerDevice),
 		hsSem:    make(chan struct{}, cfg.Limits.MaxHandshakes),
+		events:   admin.NewEvents(50),
+		latency:  admin.NewLatencyWindow(time.Minute, 30),
 		ready:    make(chan struct{}),
 		shutdown: make(chan struct{}),
+		started:  cfg.Now(),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	for _, tc := range cfg.Tenants {
-		t := newTenant(tc)
-		s.tenants[t.name] = t
-		for _, p := range tc.ConnectorPins {
-			s.pins[p] = t
-		}
-	}
 	if err := s.buildTLS(); err != nil {
 		return nil, err
 	}
-	s.relay = newRelay(s)
-	s.http = s.newHTTPServer()
+	s.reg = cfg.Registry
+	if s.reg == nil {
+		s.reg = prometheus.NewRegistry()
+		s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	s.metrics = newMetrics(s.reg, s)
+	s.series = admin.NewSeries(2*time.Second, 300, s.counters)
+	s.reload = cfg.ReloadSource
+	s.gen = s.newGeneration(cfg, nil, nil)
+	s.web = s.newWebServer(cfg.Limits)
+	if err := s.newAdmin(); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// newGeneration builds the pieces of cfg, reusing the tenants of prev and,
+// when the relay's limits did not change, its relay.
+func (s *Server) newGeneration(cfg Config, prev *generation, rel *relay) *generation {
+	g := &generation{cfg: cfg, tenants: map[string]*tenant{}, pins: map[auth.Pin]*tenant{}}
+	for _, tc := range cfg.Tenants {
+		t := (*tenant)(nil)
+		if prev != nil {
+			t = prev.tenants[tc.Name]
+		}
+		if t == nil {
+			t = newTenant(tc)
+		} else {
+			t.setPolicy(tc)
+		}
+		g.tenants[t.name] = t
+		for _, p := range tc.ConnectorPins {
+			g.pins[p] = t
+		}
+	}
+	g.relay = rel
+	if g.relay == nil {
+		g.relay = newRelay(s, cfg.Limits)
+	}
+	return g
+}
+
+// current returns the generation in force.
+func (s *Server) current() *generation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gen
+}
+
+// tenant returns the tenant named name, or nil.
+func (s *Server) tenant(name string) *tenant { return s.current().tenants[name] }
+
+// tenantList returns the tenants sorted by name.
+func (s *Server) tenantList() []*tenant {
+	g := s.current()
+	out := make([]*tenant, 0, len(g.tenants))
+	for _, t := range g.tenants {
+		out = append(out, t)
+	}
+	slices.SortFunc(out, func(a, b *tenant) int { return strings.Compare(a.name, b.name) })
+	return out
 }
 
 func (s *Server) buildTLS() error {
@@ -84,6 +173,11 @@ func (s *Server) buildTLS() error {
 		}
 		cert = &c
 	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	s.leaf = leaf
 	curves, err := certs.ParseCurves(s.cfg.TLS.Curves)
 	if err != nil {
 		return fmt.Errorf("tls.curves: %w", err)
@@ -108,6 +202,9 @@ func (s *Server) buildTLS() error {
 	return nil
 }
 
+// servingLeaf is the gateway's own certificate.
+func (s *Server) servingLeaf() *x509.Certificate { return s.leaf }
+
 // Run listens (unless Config.Listener is set) and serves until ctx ends,
 // which closes everything at once, or until Shutdown has drained.
 func (s *Server) Run(ctx context.Context) error {
@@ -125,15 +222,23 @@ func (s *Server) Run(ctx context.Context) error {
 		return errors.New("gateway: closed")
 	}
 	s.ln = ln
-	s.httpLn = newChanListener(ln.Addr())
-	close(s.ready)
+	g := s.gen
 	s.mu.Unlock()
-	s.log.Info("gateway listening", zap.String("addr", ln.Addr().String()), zap.Int("tenants", len(s.tenants)))
+	s.startWeb(s.web)
+	if s.admin != nil {
+		s.wg.Go(func() {
+			if err := s.admin.Run(s.ctx); err != nil {
+				s.log.Error("admin listener", zap.Error(err))
+			}
+		})
+	}
+	s.wg.Go(func() { s.series.Run(s.ctx) })
+	close(s.ready)
+	s.log.Info("gateway listening", zap.String("addr", ln.Addr().String()), zap.Int("tenants", len(g.tenants)))
 
+	acceptErr := make(chan error, 1)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() { s.http.Serve(s.httpLn) })
-	acceptErr := make(chan error, 1)
 	wg.Go(func() { acceptErr <- s.acceptLoop(ln) })
 	for {
 		select {
@@ -151,11 +256,43 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 }
 
+// startWeb serves w on its own listener of handshaken connections.
+func (s *Server) startWeb(w *webServer) {
+	s.mu.Lock()
+	w.ln = newChanListener(s.ln.Addr())
+	s.webs = append(s.webs, w)
+	s.mu.Unlock()
+	s.wg.Go(func() {
+		w.srv.Serve(w.ln)
+		s.mu.Lock()
+		s.webs = slices.DeleteFunc(s.webs, func(x *webServer) bool { return x == w })
+		s.mu.Unlock()
+	})
+}
+
+// currentWeb returns the HTTP server new agent connections go to.
+func (s *Server) currentWeb() *webServer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.web
+}
+
 // Addr returns the listening address once Run has started listening.
 func (s *Server) Addr() net.Addr {
 	<-s.ready
 	return s.ln.Addr()
 }
+
+// AdminAddr returns the admin listener's address, or nil without one.
+func (s *Server) AdminAddr() net.Addr {
+	if s.admin == nil {
+		return nil
+	}
+	return s.admin.Addr()
+}
+
+// Registry is the gateway's metrics registry.
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
 
 // Shutdown stops accepting connections, lets in-flight agent requests
 // finish until ctx ends, then closes the connectors' sessions. Run returns
@@ -163,12 +300,26 @@ func (s *Server) Addr() net.Addr {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	ln := s.ln
+	webs := slices.Clone(s.webs)
 	s.mu.Unlock()
 	if ln != nil {
 		ln.Close()
 	}
 	s.log.Info("gateway draining")
-	err := s.http.Shutdown(ctx)
+	var errs []error
+	var wg sync.WaitGroup
+	var emu sync.Mutex
+	for _, w := range webs {
+		wg.Go(func() {
+			if err := w.srv.Shutdown(ctx); err != nil {
+				emu.Lock()
+				errs = append(errs, err)
+				emu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	err := errors.Join(errs...)
 	if err != nil {
 		s.log.Warn("drain deadline passed, closing", zap.Error(err))
 	}
@@ -187,17 +338,20 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	ln, hl := s.ln, s.httpLn
+	ln := s.ln
+	webs := slices.Clone(s.webs)
+	rel := s.gen.relay
 	s.mu.Unlock()
 	s.cancel()
 	if ln != nil {
 		ln.Close()
 	}
-	if hl != nil {
-		hl.Close()
+	var err error
+	for _, w := range webs {
+		w.ln.Close()
+		err = errors.Join(err, w.srv.Close())
 	}
-	err := s.http.Close()
-	s.relay.close()
+	rel.close()
 	s.wg.Wait()
 	return err
 }

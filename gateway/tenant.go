@@ -20,10 +20,12 @@ import (
 // the connector sessions that serve it.
 type tenant struct {
 	name    string
-	pins    map[auth.Pin]bool
-	caPins  map[auth.Pin]bool // empty: any CA the connector pushes
+	policy  atomic.Pointer[policy] // replaced by a reload
 	state   atomic.Pointer[state]
 	applyMu sync.Mutex // serialises snapshot replacement
+
+	// Counters for the status page.
+	requests, errors atomic.Int64
 
 	mu       sync.Mutex
 	sessions []*tunnelSession
@@ -40,16 +42,32 @@ type state struct {
 	received time.Time
 }
 
+// policy is what the config says about a tenant.
+type policy struct {
+	pins   map[auth.Pin]bool
+	caPins map[auth.Pin]bool // empty: any CA the connector pushes
+}
+
 func newTenant(c TenantConfig) *tenant {
-	t := &tenant{name: c.Name, pins: map[auth.Pin]bool{}, caPins: map[auth.Pin]bool{}, conns: map[*tls.Conn]struct{}{}}
-	for _, p := range c.ConnectorPins {
-		t.pins[p] = true
-	}
-	for _, p := range c.AgentCAPins {
-		t.caPins[p] = true
-	}
+	t := &tenant{name: c.Name, conns: map[*tls.Conn]struct{}{}}
+	t.setPolicy(c)
 	return t
 }
+
+// setPolicy installs the pins of c.
+func (t *tenant) setPolicy(c TenantConfig) {
+	p := &policy{pins: map[auth.Pin]bool{}, caPins: map[auth.Pin]bool{}}
+	for _, pin := range c.ConnectorPins {
+		p.pins[pin] = true
+	}
+	for _, pin := range c.AgentCAPins {
+		p.caPins[pin] = true
+	}
+	t.policy.Store(p)
+}
+
+// allows reports whether a connector key may speak for the tenant.
+func (t *tenant) allows(pin auth.Pin) bool { return t.policy.Load().pins[pin] }
 
 // errStale marks a snapshot older than the one in force; it is not an
 // error of the snapshot itself.
@@ -88,7 +106,7 @@ func (t *tenant) build(snap *tunnel.Snapshot, now time.Time) (*state, error) {
 		if !ca.IsCA {
 			return nil, fmt.Errorf("trust bundle certificate %d (%s) is not a CA", i, ca.Subject)
 		}
-		if len(t.caPins) > 0 && !t.caPins[auth.PinOfCert(ca)] {
+		if caPins := t.policy.Load().caPins; len(caPins) > 0 && !caPins[auth.PinOfCert(ca)] {
 			return nil, fmt.Errorf("trust bundle certificate %d (%s, %s) is not among the tenant's agent_ca_pins",
 				i, ca.Subject, auth.PinOfCert(ca))
 		}
@@ -234,4 +252,15 @@ func pathHasPrefix(path, prefix string) bool {
 		return strings.HasPrefix(path, prefix)
 	}
 	return path == prefix || strings.HasPrefix(path, prefix+"/")
+}
+
+// earliestExpiry is the first NotAfter among the bundle's CAs.
+func (st *state) earliestExpiry() (time.Time, bool) {
+	var first time.Time
+	for _, ca := range st.cas {
+		if first.IsZero() || ca.NotAfter.Before(first) {
+			first = ca.NotAfter
+		}
+	}
+	return first, !first.IsZero()
 }

@@ -5,17 +5,20 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/sekisho/sekisho/auth"
+	"github.com/sekisho/sekisho/internal/admin"
 	"github.com/sekisho/sekisho/tunnel"
 )
 
 // tunnelSession is one connector session serving a tenant.
 type tunnelSession struct {
 	sess        tunnel.Session
+	pin         auth.Pin
 	tenant      *tenant
 	connectorID string
 	version     int
@@ -30,7 +33,7 @@ func (s *Server) verifyConnector(cs tls.ConnectionState) error {
 		return errors.New("connector presented no certificate")
 	}
 	pin := auth.PinOfCert(cs.PeerCertificates[0])
-	if _, ok := s.pins[pin]; !ok {
+	if _, ok := s.current().pins[pin]; !ok {
 		return fmt.Errorf("connector key %s is not pinned for any tenant", pin)
 	}
 	return nil
@@ -77,7 +80,7 @@ const refuseLinger = 2 * time.Second
 // admitConnector reads the hello and accepts the session only when the
 // connector's pin belongs to the tenant it names.
 func (s *Server) admitConnector(ctx context.Context, sess tunnel.Session, pin auth.Pin, log *zap.Logger) (*tunnelSession, *tunnel.Control, error) {
-	timeout := s.cfg.Limits.HandshakeTimeout
+	timeout := s.current().cfg.Limits.HandshakeTimeout
 	ctrl, hello, err := tunnel.AcceptControl(ctx, sess, timeout)
 	if err != nil {
 		return nil, nil, err
@@ -102,15 +105,17 @@ func (s *Server) admitConnector(ctx context.Context, sess tunnel.Session, pin au
 	if err != nil {
 		return refuse("version", err)
 	}
-	t := s.tenants[hello.Tenant]
-	if t == nil || !t.pins[pin] {
+	t := s.tenant(hello.Tenant)
+	if t == nil || !t.allows(pin) {
 		return refuse("not_permitted", fmt.Errorf("connector %q (pin %s) may not speak for tenant %q",
 			hello.ConnectorID, pin, hello.Tenant))
 	}
 	if err := ctrl.Send(tunnel.MsgWelcome, &tunnel.Welcome{Version: version, GatewayID: s.cfg.ID}); err != nil {
 		return nil, nil, err
 	}
-	return &tunnelSession{sess: sess, tenant: t, connectorID: hello.ConnectorID, version: version, since: s.cfg.Now()}, ctrl, nil
+	s.metrics.sessionsOpened.WithLabelValues(t.name, sess.Transport()).Inc()
+	return &tunnelSession{sess: sess, pin: pin, tenant: t, connectorID: connectorID(hello.ConnectorID),
+		version: version, since: s.cfg.Now()}, ctrl, nil
 }
 
 // controlLoop reads the connector's pushes until the session ends. The
@@ -142,12 +147,16 @@ func (s *Server) applySnapshot(ts *tunnelSession, snap *tunnel.Snapshot, log *za
 	err := ts.tenant.apply(snap, s.cfg.Now())
 	switch {
 	case err == nil:
+		s.metrics.snapshots.WithLabelValues(ts.tenant.name, "applied").Inc()
 		s.reverify(ts.tenant)
 		log.Info("snapshot applied", zap.String("epoch", snap.Epoch), zap.Uint64("version", snap.Version),
 			zap.Int("services", len(snap.Services)), zap.Int("cas", len(snap.TrustBundle)))
 	case errors.Is(err, errStale):
+		s.metrics.snapshots.WithLabelValues(ts.tenant.name, "stale").Inc()
 		log.Debug("snapshot not newer", zap.String("epoch", snap.Epoch), zap.Uint64("version", snap.Version))
 	default:
+		s.metrics.snapshots.WithLabelValues(ts.tenant.name, "refused").Inc()
+		s.events.Add(admin.Event{Time: time.Now(), Kind: "snapshot refused", Reason: err.Error(), Tenant: ts.tenant.name})
 		log.Error("snapshot refused", zap.String("epoch", snap.Epoch), zap.Uint64("version", snap.Version), zap.Error(err))
 		ack.Error = err.Error()
 		return ack
@@ -155,4 +164,16 @@ func (s *Server) applySnapshot(ts *tunnelSession, snap *tunnel.Snapshot, log *za
 	ack.Accepted = true
 	ts.tenant.addSession(ts)
 	return ack
+}
+
+// connectorID bounds the id a connector names itself with: it becomes a
+// metrics label and a log field.
+func connectorID(id string) string {
+	if len(id) > 64 {
+		id = id[:64]
+	}
+	if id == "" {
+		return "unnamed"
+	}
+	return strings.ToValidUTF8(id, "?")
 }

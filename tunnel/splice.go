@@ -30,7 +30,7 @@ type closeWriter interface{ CloseWrite() error }
 // It returns the bytes copied each way and the first error that was not
 // an ordinary end of stream.
 func Splice(a, b net.Conn, idle time.Duration) (aToB, bToA int64, err error) {
-	return splice(a, b, idle, true)
+	return SpliceWith(a, b, SpliceConfig{Idle: idle, HalfClose: true})
 }
 
 // SpliceWhole is Splice without half-close: an EOF in either direction
@@ -39,16 +39,29 @@ func Splice(a, b net.Conn, idle time.Duration) (aToB, bToA int64, err error) {
 // download nobody reads any more) must stop at once rather than wait for
 // the stream's close timeout.
 func SpliceWhole(a, b net.Conn, idle time.Duration) (aToB, bToA int64, err error) {
-	return splice(a, b, idle, false)
+	return SpliceWith(a, b, SpliceConfig{Idle: idle})
 }
 
-func splice(a, b net.Conn, idle time.Duration, halfClose bool) (aToB, bToA int64, err error) {
-	st := &spliceState{idle: idle, halfClose: halfClose}
+// SpliceConfig tunes SpliceWith.
+type SpliceConfig struct {
+	// Idle closes both ends when nothing moved for that long; 0: never.
+	Idle time.Duration
+	// HalfClose passes an EOF on as CloseWrite (Splice); otherwise an EOF
+	// ends both directions (SpliceWhole).
+	HalfClose bool
+	// OnAToB and OnBToA, when set, are told each chunk copied, as it is
+	// copied, so that long-lived streams show in counters before they end.
+	OnAToB, OnBToA func(n int)
+}
+
+// SpliceWith is Splice or SpliceWhole as cfg says.
+func SpliceWith(a, b net.Conn, cfg SpliceConfig) (aToB, bToA int64, err error) {
+	st := &spliceState{idle: cfg.Idle, halfClose: cfg.HalfClose}
 	st.last.Store(time.Now().UnixNano())
 	var wg sync.WaitGroup
 	var errBA error
-	wg.Go(func() { bToA, errBA = st.copyHalf(a, b) })
-	aToB, err = st.copyHalf(b, a)
+	wg.Go(func() { bToA, errBA = st.copyHalf(a, b, cfg.OnBToA) })
+	aToB, err = st.copyHalf(b, a, cfg.OnAToB)
 	wg.Wait()
 	a.Close()
 	b.Close()
@@ -69,15 +82,19 @@ type spliceState struct {
 // copyHalf copies src to dst, then closes dst's write side when half-close
 // is allowed, or else (and on error) both ends so that the other half stops
 // too. An error caused by that closing is not reported.
-func (st *spliceState) copyHalf(dst, src net.Conn) (int64, error) {
+func (st *spliceState) copyHalf(dst, src net.Conn, counted func(int)) (int64, error) {
 	buf := GetBuffer()
 	defer PutBuffer(buf)
 	r := io.Reader(src)
 	if st.idle > 0 {
 		r = &idleReader{c: src, idle: st.idle, last: &st.last}
 	}
+	w := io.Writer(dst)
+	if counted != nil {
+		w = countWriter{w: dst, f: counted}
+	}
 	// Hide ReadFrom/WriteTo so that io.CopyBuffer uses the pooled buffer.
-	n, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{r}, *buf)
+	n, err := io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{r}, *buf)
 	if err == nil && st.halfClose {
 		if cw, ok := dst.(closeWriter); ok && cw.CloseWrite() == nil {
 			return n, nil
@@ -134,4 +151,18 @@ func isTimeout(err error) bool {
 
 func isClosed(err error) bool {
 	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe)
+}
+
+// countWriter reports each write's size.
+type countWriter struct {
+	w io.Writer
+	f func(int)
+}
+
+func (c countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if n > 0 {
+		c.f(n)
+	}
+	return n, err
 }

@@ -383,3 +383,32 @@ func TestOpenRelayCanceled(t *testing.T) {
 		t.Fatal("OpenRelay succeeded without a reply")
 	}
 }
+
+// TestSpliceWithCounts: the callbacks see every byte, as it moves.
+func TestSpliceWithCounts(t *testing.T) {
+	x, a := tcpPair(t)
+	y, b := tcpPair(t)
+	var ab, ba atomic.Int64
+	spliced := async(func() (spliceResult, error) {
+		n1, n2, err := tunnel.SpliceWith(a, b, tunnel.SpliceConfig{
+			OnAToB: func(n int) { ab.Add(int64(n)) }, OnBToA: func(n int) { ba.Add(int64(n)) }})
+		return spliceResult{n1, n2}, err
+	})
+	msg := make([]byte, 300<<10)
+	if _, err := x.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(y, make([]byte, len(msg))); err != nil {
+		t.Fatal(err)
+	}
+	if got := ab.Load(); got != int64(len(msg)) {
+		t.Fatalf("counted %d bytes a->b before the splice ended, want %d", got, len(msg))
+	}
+	y.Write([]byte("back"))
+	io.ReadFull(x, make([]byte, 4))
+	x.Close()
+	r, _ := get(t, spliced, "splice")
+	if r.aToB != ab.Load() || r.bToA != ba.Load() || ba.Load() != 4 {
+		t.Fatalf("totals %d/%d, counted %d/%d", r.aToB, r.bToA, ab.Load(), ba.Load())
+	}
+}

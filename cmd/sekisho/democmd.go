@@ -41,6 +41,9 @@ status is non-zero if any request failed.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			if !asJSON {
+				opts.OnAdmin = func(gw, conn string) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "status page: %s (connector: %s)\n", gw, conn)
+				}
 				opts.Progress = cmd.ErrOrStderr()
 				fmt.Fprintf(cmd.ErrOrStderr(), "sekisho demo: %d agents, %s, Ctrl-C to stop early\n", max(opts.Agents, 1), durationOrDefault(opts))
 			}
@@ -70,6 +73,7 @@ status is non-zero if any request failed.`,
 	f.StringVar(&payload, "payload-size", "4MiB", "size of the patch payload")
 	f.BoolVar(&asJSON, "json", false, "print the summary as one JSON object on stdout")
 	f.BoolVar(&verbose, "verbose", false, "show the roles' info logs")
+	f.StringVar(&opts.Admin, "admin", "127.0.0.1:0", `gateway admin listener (status page, metrics); "off" for none`)
 	return cmd
 }
 

@@ -13,6 +13,12 @@ import (
 	"github.com/sekisho/sekisho/internal/config"
 )
 
+// Default admin listeners of config files (loopback only).
+const (
+	defaultGatewayAdmin   = "127.0.0.1:9180"
+	defaultConnectorAdmin = "127.0.0.1:9181"
+)
+
 // Roles of config files; every file says which it is in its role: key.
 const (
 	roleGateway   = "gateway"
@@ -67,6 +73,9 @@ func loadGateway(path string) (*gatewayFile, error) {
 		return nil, err
 	}
 	f.resolve(path)
+	if f.Admin.Listen == "" {
+		f.Admin.Listen = defaultGatewayAdmin
+	}
 	return &f, nil
 }
 
@@ -77,6 +86,9 @@ func loadConnector(path string) (*connectorFile, error) {
 		return nil, err
 	}
 	f.resolve(path)
+	if f.Admin.Listen == "" {
+		f.Admin.Listen = defaultConnectorAdmin
+	}
 	return &f, nil
 }
 
@@ -127,11 +139,11 @@ func resolvePaths(configPath string, paths ...*string) {
 }
 
 func (f *gatewayFile) resolve(path string) {
-	resolvePaths(path, &f.TLS.CertFile, &f.TLS.KeyFile)
+	resolvePaths(path, &f.TLS.CertFile, &f.TLS.KeyFile, &f.Admin.TokenFile)
 }
 
 func (f *connectorFile) resolve(path string) {
-	ps := []*string{&f.KeyFile}
+	ps := []*string{&f.KeyFile, &f.Admin.TokenFile}
 	for i := range f.Gateways {
 		ps = append(ps, &f.Gateways[i].CAFile)
 	}

@@ -36,6 +36,20 @@ func (l logConfig) levelOrDefault() string {
 // newLogger builds the root logger: JSON by default, sampled so that a
 // flood of refused peers cannot flood the disk.
 func newLogger(l logConfig) (*zap.Logger, error) {
+	return buildLogger(l, true)
+}
+
+// newAccessLogger builds the access log's logger: not sampled, since its
+// sampling is its own (access_log.sample).
+func newAccessLogger(l logConfig) (*zap.Logger, error) {
+	log, err := buildLogger(l, false)
+	if err != nil {
+		return nil, err
+	}
+	return log.Named("access"), nil
+}
+
+func buildLogger(l logConfig, sampled bool) (*zap.Logger, error) {
 	level, err := zapcore.ParseLevel(l.levelOrDefault())
 	if err != nil {
 		return nil, err
@@ -52,5 +66,8 @@ func newLogger(l logConfig) (*zap.Logger, error) {
 	}
 	cfg.Level = zap.NewAtomicLevelAt(level)
 	cfg.DisableCaller = true
+	if !sampled {
+		cfg.Sampling = nil
+	}
 	return cfg.Build()
 }

@@ -130,3 +130,38 @@ func TestDemoJSON(t *testing.T) {
 		t.Fatalf("summary %+v", sum)
 	}
 }
+
+// TestSystemdUnits checks the unit files with systemd-analyze verify, with
+// the binary path pointed at the test build.
+func TestSystemdUnits(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("systemd-analyze is missing; .ci/run installs systemd")
+		}
+		t.Skip("systemd-analyze not installed")
+	}
+	root, _ := filepath.Abs("../..")
+	units, _ := filepath.Glob(filepath.Join(root, "deploy", "systemd", "*.service"))
+	if len(units) != 2 {
+		t.Fatalf("found %d unit files", len(units))
+	}
+	dir := t.TempDir()
+	var args []string
+	for _, u := range units {
+		b, err := os.ReadFile(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "Type=notify") || !strings.Contains(string(b), "NoNewPrivileges=yes") {
+			t.Errorf("%s: not a hardened notify unit", u)
+		}
+		out := filepath.Join(dir, filepath.Base(u))
+		writeFile(t, out, strings.ReplaceAll(string(b), "/usr/local/bin/sekisho", bin))
+		args = append(args, out)
+	}
+	cmd := exec.Command(analyze, append([]string{"verify"}, args...)...)
+	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}

@@ -48,9 +48,14 @@ func (s *syncBuffer) String() string {
 }
 
 func start(t *testing.T, dir string, args ...string) *proc {
+	return startEnv(t, dir, nil, args...)
+}
+
+func startEnv(t *testing.T, dir string, env []string, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(bin, args...), out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd.Dir = dir
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -102,15 +107,20 @@ func TestProcesses(t *testing.T) {
 	pin := strings.TrimSpace(must(t, dir, "key", "create", "pki/connector.key"))
 	must(t, dir, "ca", "issue", "--dir", "pki/ca", "--device", "pc-1", "--out", "pki/agent")
 
-	gwAddr, coreAddr := freePort(t), freePort(t)
-	writeFile(t, filepath.Join(dir, "gateway.yaml"), fmt.Sprintf(`role: gateway
+	gwAddr, coreAddr, gwAdmin, connAdmin := freePort(t), freePort(t), freePort(t), freePort(t)
+	gatewayYAML := func(extra string) string {
+		return fmt.Sprintf(`role: gateway
 listen: %s
 tls: {cert_file: pki/gw/server.pem, key_file: pki/gw/server.key}
+admin: {listen: "%s"}
 tenants:
   - name: acme
     connector_pins: [%s]
+%s
 tunnel: {keepalive_interval: 500ms, write_timeout: 500ms}
-`, gwAddr, pin))
+`, gwAddr, gwAdmin, pin, extra)
+	}
+	writeFile(t, filepath.Join(dir, "gateway.yaml"), gatewayYAML(""))
 	writeFile(t, filepath.Join(dir, "connector.yaml"), fmt.Sprintf(`role: connector
 tenant: acme
 key_file: pki/connector.key
@@ -118,16 +128,37 @@ gateways: [{address: "%s", server_name: localhost, ca_file: pki/gwca/ca.pem}]
 agent_ca: {cert_files: [pki/ca/ca.pem]}
 services: [{name: core, path_prefix: /, address: "%s"}]
 backoff: {min: 50ms, max: 500ms}
-`, gwAddr, coreAddr))
+admin: {listen: "%s"}
+`, gwAddr, coreAddr, connAdmin))
 	must(t, dir, "config", "check", "gateway.yaml", "connector.yaml")
 
 	const payload = 512 << 20
 	start(t, dir, "demo", "core", "--listen", coreAddr, "--payload-size", "512MiB")
-	gw := start(t, dir, "gateway", "--config", "gateway.yaml")
+	notify := listenNotify(t, filepath.Join(dir, "notify.sock"))
+	gw := startEnv(t, dir, []string{"NOTIFY_SOCKET=" + filepath.Join(dir, "notify.sock")}, "gateway", "--config", "gateway.yaml")
+	notify.expect(t, "READY=1")
 	conn := start(t, dir, "connector", "--config", "connector.yaml")
 	client := agentClient(t, dir)
 	url := "https://" + gwAddr
 
+	waitStatus(t, client, url+"/api/policy", 200)
+	plain := &http.Client{Timeout: hangGuard}
+	waitStatus(t, plain, "http://"+gwAdmin+"/readyz", 200)
+	waitStatus(t, plain, "http://"+connAdmin+"/readyz", 200)
+
+	// SIGHUP with a broken file: refused, nothing changes; with a good one
+	// (a second tenant): applied, and the tunnel stays up.
+	writeFile(t, filepath.Join(dir, "gateway.yaml"), gatewayYAML("  - name: Bad Tenant"))
+	gw.cmd.Process.Signal(syscall.SIGHUP)
+	notify.expect(t, "RELOADING=1")
+	notify.expect(t, "READY=1")
+	waitLog(t, gw, "reload refused")
+	writeFile(t, filepath.Join(dir, "gateway.yaml"), gatewayYAML("  - name: beta\n    connector_pins: ["+pin2(t, dir)+"]"))
+	gw.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, gw, "configuration reloaded")
+	if !strings.Contains(body(t, plain, "http://"+gwAdmin+"/api/status"), `"name": "beta"`) {
+		t.Fatal("the reloaded tenant is not in the status")
+	}
 	waitStatus(t, client, url+"/api/policy", 200)
 	conn.cmd.Process.Signal(syscall.SIGKILL)
 	<-conn.done
@@ -148,6 +179,7 @@ backoff: {min: 50ms, max: 500ms}
 		t.Fatal(err)
 	}
 	gw.cmd.Process.Signal(syscall.SIGTERM)
+	notify.expect(t, "STOPPING=1")
 	deadline := time.Now().Add(hangGuard)
 	for {
 		c, err := net.DialTimeout("tcp", gwAddr, time.Second)
@@ -243,6 +275,64 @@ func sameBytes(got, want io.Reader) error {
 		}
 		if err != nil {
 			return fmt.Errorf("after %d bytes: %w", n, err)
+		}
+	}
+}
+
+// waitLog waits until the process has logged msg.
+func waitLog(t *testing.T, p *proc, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(hangGuard)
+	for !strings.Contains(p.out.String(), msg) {
+		if time.Now().After(deadline) {
+			t.Fatalf("process never logged %q", msg)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// pin2 makes a second connector key and returns its pin.
+func pin2(t *testing.T, dir string) string {
+	return strings.TrimSpace(must(t, dir, "key", "create", "pki/connector2.key"))
+}
+
+func body(t *testing.T, c *http.Client, url string) string {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// notifySocket plays systemd's side of sd_notify.
+type notifySocket struct{ c *net.UnixConn }
+
+func listenNotify(t *testing.T, path string) *notifySocket {
+	t.Helper()
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &notifySocket{c: c}
+}
+
+// expect waits for the next message that begins with want, skipping
+// others.
+func (n *notifySocket) expect(t *testing.T, want string) {
+	t.Helper()
+	buf := make([]byte, 4096)
+	n.c.SetReadDeadline(time.Now().Add(hangGuard))
+	for {
+		k, err := n.c.Read(buf)
+		if err != nil {
+			t.Fatalf("waiting for sd_notify %q: %v", want, err)
+		}
+		if strings.HasPrefix(string(buf[:k]), want) {
+			return
 		}
 	}
 }

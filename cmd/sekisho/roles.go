@@ -18,7 +18,7 @@ import (
 // file, whose errors exit with status 2, and a root logger built from its
 // log: section.
 func roleCmd[F any](use, short string, load func(string) (*F, error), logOf func(*F) logConfig,
-	run func(f *F, log *zap.Logger) error) *cobra.Command {
+	run func(path string, f *F, log *zap.Logger) error) *cobra.Command {
 	var path string
 	cmd := &cobra.Command{
 		Use:   use + " --config FILE",
@@ -34,7 +34,7 @@ func roleCmd[F any](use, short string, load func(string) (*F, error), logOf func
 				return err
 			}
 			defer log.Sync()
-			return run(f, log)
+			return run(path, f, log)
 		},
 	}
 	cmd.Flags().StringVar(&path, "config", "", use+" config file (YAML)")
@@ -45,47 +45,57 @@ func roleCmd[F any](use, short string, load func(string) (*F, error), logOf func
 func newGatewayCmd() *cobra.Command {
 	return roleCmd("gateway", "Run the gateway (DMZ): agents' mTLS in, connectors' tunnels in",
 		loadGateway, func(f *gatewayFile) logConfig { return f.Log },
-		func(f *gatewayFile, log *zap.Logger) error {
-			f.Config.Logger = log
-			gw, err := gateway.New(f.Config)
+		func(path string, f *gatewayFile, log *zap.Logger) error {
+			reload := func() (gateway.Config, error) {
+				nf, err := loadGateway(path)
+				if err != nil {
+					return gateway.Config{}, err
+				}
+				return nf.Config, nil
+			}
+			cfg := f.Config
+			cfg.Logger, cfg.Version, cfg.ReloadSource = log, version, reload
+			access, err := newAccessLogger(f.Log)
 			if err != nil {
 				return err
 			}
-			return runGateway(gw, f.Config.ShutdownTimeout, log)
-		})
-}
-
-func newConnectorCmd() *cobra.Command {
-	return roleCmd("connector", "Run the connector (LAN): dials out to gateways, relays to internal services",
-		loadConnector, func(f *connectorFile) logConfig { return f.Log },
-		func(f *connectorFile, log *zap.Logger) error {
-			f.Config.Logger = log
-			connector.Version = version
-			c, err := connector.New(f.Config)
+			cfg.AccessLogger = access
+			gw, err := gateway.New(cfg)
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-			defer stop()
-			return c.Run(ctx)
+			return runGateway(gw, cfg.ShutdownTimeout, reload, log)
 		})
 }
 
 // runGateway serves until SIGTERM or SIGINT, then drains in-flight
-// requests for up to timeout; a second signal stops at once.
-func runGateway(gw *gateway.Server, timeout time.Duration, log *zap.Logger) error {
+// requests for up to timeout; a second signal stops at once. SIGHUP
+// reloads the config file.
+func runGateway(gw *gateway.Server, timeout time.Duration, reload func() (gateway.Config, error), log *zap.Logger) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
+	stopHUP := onHangup(func() {
+		cfg, err := reload()
+		if err == nil {
+			_, err = gw.Reload(cfg)
+		}
+		if err != nil {
+			log.Error("reload refused, configuration unchanged", zap.Error(err))
+		}
+	})
+	defer stopHUP()
 	done := make(chan error, 1)
 	go func() { done <- gw.Run(context.Background()) }()
+	go func() { gw.Addr(); sdNotify("READY=1") }()
 	select {
 	case err := <-done:
 		return err
 	case sig := <-sigs:
+		sdNotify("STOPPING=1")
 		log.Info("signal received, draining", zap.Stringer("signal", sig), zap.Duration("timeout", timeout))
 	}
-	if timeout == 0 {
+	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -100,4 +110,62 @@ func runGateway(gw *gateway.Server, timeout time.Duration, log *zap.Logger) erro
 	}()
 	gw.Shutdown(ctx)
 	return <-done
+}
+
+func newConnectorCmd() *cobra.Command {
+	return roleCmd("connector", "Run the connector (LAN): dials out to gateways, relays to internal services",
+		loadConnector, func(f *connectorFile) logConfig { return f.Log },
+		func(path string, f *connectorFile, log *zap.Logger) error {
+			reload := func() (connector.Config, error) {
+				nf, err := loadConnector(path)
+				if err != nil {
+					return connector.Config{}, err
+				}
+				return nf.Config, nil
+			}
+			cfg := f.Config
+			cfg.Logger, cfg.ReloadSource = log, reload
+			connector.Version = version
+			c, err := connector.New(cfg)
+			if err != nil {
+				return err
+			}
+			stopHUP := onHangup(func() {
+				nc, err := reload()
+				if err == nil {
+					_, err = c.Reload(nc)
+				}
+				if err != nil {
+					log.Error("reload refused, configuration unchanged", zap.Error(err))
+				}
+			})
+			defer stopHUP()
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			sdNotify("READY=1")
+			err = c.Run(ctx)
+			sdNotify("STOPPING=1")
+			return err
+		})
+}
+
+// onHangup calls reload on every SIGHUP, telling systemd around it, until
+// the returned stop is called.
+func onHangup(reload func()) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	notifyHangup(hup)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				sdNotify(sdReloading())
+				reload()
+				sdNotify("READY=1")
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); close(done) }
 }

@@ -72,6 +72,9 @@ var rules = map[string]rule{
 	"internal/config":     {kindInternal, []string{"tunnel", "auth", "certs", "payload", "internal/..."}},
 	"internal/proxyproto": {kindInternal, []string{"tunnel", "auth", "certs", "payload", "internal/..."}},
 	"internal/archtest":   {kindInternal, []string{"tunnel", "auth", "certs", "payload", "internal/..."}},
+	"internal/admin":      {kindInternal, []string{"tunnel", "auth", "certs", "payload", "internal/..."}},
+
+	"internal/admin/admintest": {kindHelper, []string{"internal/admin"}},
 }
 
 // goosList are the systems whose build-constrained files are checked too
