@@ -93,12 +93,13 @@ function renderTiles(s) {
   setText('latency-p50', l.count ? fmt.ms(l.p50_ms) : '–');
   setText('latency-p99', l.count ? fmt.ms(l.p99_ms) : '–');
   const win = fmt.duration(l.window_seconds);
-  setText('latency-window', l.count ? `last ${win}, ${fmt.count(l.count)} requests` : `no requests in the last ${win}`);
+  setText('latency-window', !l.window_seconds ? 'not measured'
+    : l.count ? `last ${win}, ${fmt.count(l.count)} requests` : `no requests in the last ${win}`);
 
   setText('bytes-relayed', fmt.bytes(t.bytes_relayed));
   setText('bytes-redirected', fmt.bytes(t.bytes_redirected));
   const all = (t.bytes_relayed || 0) + (t.bytes_redirected || 0);
-  setText('bytes-share', all ? `${fmt.percent(t.bytes_redirected || 0, all)} redirected, off the relay` : 'no bytes yet');
+  setText('bytes-share', all ? `${fmt.percent(t.bytes_redirected || 0, all)} of it redirected` : 'no bytes yet');
 
   setText('errors-total', fmt.count(t.errors));
   const rate = last ? last.errors_per_second : 0;
@@ -127,12 +128,12 @@ function tenantRow(t, now) {
   });
   return h('tr', { class: !served ? 'crit' : !t.sessions ? 'warn' : '' },
     cell(t.name, 'strong'),
-    cell(served ? 'yes' : 'not served', served ? 'ok-text' : 'crit-text'),
-    cell(snap, '', t.snapshot_epoch ? `epoch ${t.snapshot_epoch}` : ''),
+    cell(served ? 'yes' : 'not served', served ? 'ok-text nowrap' : 'crit-text nowrap'),
+    cell(snap, 'nowrap', t.snapshot_epoch ? `epoch ${t.snapshot_epoch}` : ''),
     num(fmt.count(t.services)),
     num(fmt.count(t.sessions)),
     cell(conns.length ? conns : h('span', { class: 'muted' }, 'none'), 'connectors'),
-    cell(fmt.byTransport(t.agents) || '–'),
+    cell(fmt.byTransport(t.agents) || '–', 'nowrap'),
     num(fmt.count(t.requests)),
     num(fmt.count(t.errors), t.errors > 0 ? 'bad-text' : ''));
 }

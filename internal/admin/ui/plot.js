@@ -10,6 +10,7 @@ const RIGHT = 16;
 const HEAD = 26; // panel title and legend
 const PANEL = 120; // height of the drawing area of a panel
 const FOOT = 28; // time labels under the last panel
+const GAP = 18; // between panels
 
 const PANELS = [
   {
@@ -41,7 +42,7 @@ function node(tag, attrs, text) {
   return n;
 }
 
-// niceMax rounds v up to 1, 2, 2.5 or 5 times a power of ten (of the
+// niceMax rounds v up to 1, 2 or 5 times a power of ten (of the
 // largest power of 1024 under v, for bytes), so the grid labels read well.
 function niceMax(v, base, min) {
   v = Math.max(v, min);
@@ -49,7 +50,7 @@ function niceMax(v, base, min) {
   if (base === 1024) while (v / unit >= 1024) unit *= 1024;
   const w = v / unit;
   const e = 10 ** Math.floor(Math.log10(w));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * e >= w * 0.9999) return m * e * unit;
+  for (const m of [1, 2, 5, 10]) if (m * e >= w * 0.9999) return m * e * unit;
   return v;
 }
 
@@ -116,7 +117,7 @@ function drawPanel(svg, panel, pts, top, x, x0, x1) {
   const y = (v) => yBot - (Math.min(v, max) / max) * PANEL;
   grid(g, panel, max, y, x0, x1);
   if (pts.length === 0) {
-    g.append(node('text', { class: 'empty', x: (x0 + x1) / 2, y: yTop + PANEL / 2, 'text-anchor': 'middle' }, 'no samples yet'));
+    g.append(node('text', { class: 'empty', x: (x0 + x1) / 2, y: yTop + PANEL / 4 + 5, 'text-anchor': 'middle' }, 'no samples yet'));
     return;
   }
   lines(g, panel, pts, x, y, yBot);
@@ -139,7 +140,7 @@ function timeAxis(svg, pts, x, y0, x0, x1) {
 export function drawPlot(svg, series) {
   const pts = Array.isArray(series) ? series : [];
   const width = Math.max(360, Math.round(svg.getBoundingClientRect().width) || 720);
-  const height = PANELS.length * (HEAD + PANEL) + (PANELS.length - 1) * 12 + FOOT;
+  const height = PANELS.length * (HEAD + PANEL) + (PANELS.length - 1) * GAP + FOOT;
   svg.replaceChildren();
   svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
   svg.setAttribute('height', String(height));
@@ -149,7 +150,7 @@ export function drawPlot(svg, series) {
   let top = 0;
   for (const panel of PANELS) {
     drawPanel(svg, panel, pts, top, x, x0, x1);
-    top += HEAD + PANEL + 12;
+    top += HEAD + PANEL + GAP;
   }
-  if (pts.length > 0) timeAxis(svg, pts, x, top - 12, x0, x1);
+  if (pts.length > 0) timeAxis(svg, pts, x, top - GAP, x0, x1);
 }
