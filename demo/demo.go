@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -42,6 +43,15 @@ type Options struct {
 	Admin string
 	// OnAdmin, when set, is told the admin URLs once they listen.
 	OnAdmin func(gateway, connector string)
+	// NoAgents runs no simulated agents: the roles serve for the duration,
+	// for the load generator or a browser.
+	NoAgents bool
+	// PKIDir, when set, receives the demo tenant's CA (ca.pem, ca.key) and
+	// the CA of the gateway's certificate (gateway-ca.pem), so that other
+	// programs (sekisho loadgen) can make agents.
+	PKIDir string
+	// OnGateway, when set, is told the gateway's address once it serves.
+	OnGateway func(addr string)
 }
 
 func (o Options) withDefaults() Options {
@@ -87,22 +97,34 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if opts.OnAdmin != nil && opts.Admin != "off" {
 		opts.OnAdmin("http://"+st.gw.AdminAddr().String()+"/", fmt.Sprint("http://", st.conn.AdminAddr(), "/"))
 	}
+	if opts.PKIDir != "" {
+		if err := st.writePKI(opts.PKIDir); err != nil {
+			return nil, err
+		}
+	}
+	if opts.OnGateway != nil {
+		opts.OnGateway(st.gwAddr)
+	}
 	runCtx, cancel := context.WithTimeout(ctx, opts.Duration)
 	defer cancel()
 	stats := newStats()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i := range opts.Agents {
+		if opts.NoAgents {
+			break
+		}
 		a, err := st.newAgent(fmt.Sprintf("pc-%04d", i+1), i%2 == 0)
 		if err != nil {
 			return nil, err
 		}
 		wg.Go(func() { a.run(runCtx, opts.Interval, stats) })
 	}
-	if opts.Progress != nil {
+	if opts.Progress != nil && !opts.NoAgents {
 		wg.Go(func() { stats.progress(runCtx, opts.Progress, start) })
 	}
 	wg.Wait()
+	<-runCtx.Done()
 	return stats.summary(opts, time.Since(start), tunnel.TransportTCP), nil
 }
 
@@ -114,6 +136,7 @@ type stack struct {
 	conn      *connector.Connector
 	ca        *certs.CA
 	roots     *x509.CertPool
+	gwCA      *x509.Certificate
 	gwAddr    string
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -180,6 +203,7 @@ func (st *stack) gatewayCert(now time.Time) (tls.Certificate, error) {
 	}
 	st.roots = x509.NewCertPool()
 	st.roots.AddCert(pub.Cert)
+	st.gwCA = pub.Cert
 	return certs.TLSCertificate(leaf, key), nil
 }
 
@@ -258,4 +282,18 @@ func (st *stack) close() {
 		st.coreSrv.Close()
 	}
 	st.wg.Wait()
+}
+
+// writePKI writes the demo tenant's CA and the gateway's CA certificate.
+func (st *stack) writePKI(dir string) error {
+	if err := certs.WriteKey(filepath.Join(dir, "ca.key"), st.ca.Key); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if err := certs.WriteCert(filepath.Join(dir, "ca.pem"), st.ca.Cert.Raw); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if err := certs.WriteCert(filepath.Join(dir, "gateway-ca.pem"), st.gwCA.Raw); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"fmt"
+	"github.com/sekisho/sekisho/internal/hist"
 	"io"
 	"sort"
 	"sync"
@@ -28,7 +29,7 @@ type Summary struct {
 // stats collects the agents' outcomes.
 type stats struct {
 	ok, failed, bytes atomic.Int64
-	lat               histogram
+	lat               hist.Histogram
 	mu                sync.Mutex
 	byKind            map[string]int64
 	errs              map[string]int
@@ -53,7 +54,7 @@ func (s *stats) observe(kind string, f func() (int64, error)) {
 	}
 	s.ok.Add(1)
 	if kind != "patch" {
-		s.lat.record(time.Since(start))
+		s.lat.Record(time.Since(start))
 	}
 	s.mu.Lock()
 	s.byKind[kind]++
@@ -74,7 +75,7 @@ func (s *stats) progress(ctx context.Context, w io.Writer, start time.Time) {
 		ok := s.ok.Load()
 		fmt.Fprintf(w, "  %3.0fs  ok %7d  failed %d  %6d req/s  relayed %s  p99 %s\n",
 			time.Since(start).Seconds(), ok, s.failed.Load(), ok-lastOK, mib(s.bytes.Load()),
-			s.lat.quantile(0.99).Round(10*time.Microsecond))
+			s.lat.Quantile(0.99).Round(10*time.Microsecond))
 		lastOK = ok
 	}
 }
@@ -83,7 +84,7 @@ func (s *stats) summary(o Options, elapsed time.Duration, transport string) *Sum
 	sum := &Summary{
 		Agents: o.Agents, Transport: transport, DurationSec: elapsed.Seconds(),
 		RequestsOK: s.ok.Load(), Failed: s.failed.Load(), BytesRelay: s.bytes.Load(),
-		P50ms: ms(s.lat.quantile(0.50)), P99ms: ms(s.lat.quantile(0.99)), ByKind: map[string]int64{},
+		P50ms: ms(s.lat.Quantile(0.50)), P99ms: ms(s.lat.Quantile(0.99)), ByKind: map[string]int64{},
 	}
 	sum.RPS = float64(sum.RequestsOK) / elapsed.Seconds()
 	s.mu.Lock()

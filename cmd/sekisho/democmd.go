@@ -45,6 +45,9 @@ status is non-zero if any request failed.`,
 					fmt.Fprintf(cmd.ErrOrStderr(), "status page: %s (connector: %s)\n", gw, conn)
 				}
 				opts.Progress = cmd.ErrOrStderr()
+				opts.OnGateway = func(addr string) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "gateway: %s\n", addr)
+				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "sekisho demo: %d agents, %s, Ctrl-C to stop early\n", max(opts.Agents, 1), durationOrDefault(opts))
 			}
 			sum, err := demo.Run(ctx, opts)
@@ -74,6 +77,8 @@ status is non-zero if any request failed.`,
 	f.BoolVar(&asJSON, "json", false, "print the summary as one JSON object on stdout")
 	f.BoolVar(&verbose, "verbose", false, "show the roles' info logs")
 	f.StringVar(&opts.Admin, "admin", "127.0.0.1:0", `gateway admin listener (status page, metrics); "off" for none`)
+	f.BoolVar(&opts.NoAgents, "no-agents", false, "run no simulated agents: serve for --duration (for sekisho loadgen)")
+	f.StringVar(&opts.PKIDir, "pki-out", "", "write the demo tenant's CA and the gateway's CA here, for sekisho loadgen")
 	return cmd
 }
 

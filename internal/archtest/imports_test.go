@@ -66,6 +66,7 @@ var rules = map[string]rule{
 
 	"tunnel/tunneltest": {kindHelper, []string{"tunnel"}},
 	"certs/certstest":   {kindHelper, []string{"certs", "auth"}},
+	"auth/authtest":     {kindHelper, []string{"auth"}},
 
 	"e2e": {kindTestOnly, nil},
 
@@ -73,6 +74,7 @@ var rules = map[string]rule{
 	"internal/proxyproto": {kindInternal, []string{"tunnel", "auth", "certs", "payload", "internal/..."}},
 	"internal/archtest":   {kindInternal, []string{"tunnel", "auth", "certs", "payload", "internal/..."}},
 	"internal/admin":      {kindInternal, []string{"tunnel", "auth", "certs", "payload", "internal/..."}},
+	"internal/hist":       {kindInternal, []string{"internal/..."}},
 
 	"internal/admin/admintest": {kindHelper, []string{"internal/admin"}},
 }

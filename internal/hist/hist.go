@@ -1,4 +1,4 @@
-package demo
+package hist
 
 import (
 	"math"
@@ -7,19 +7,32 @@ import (
 	"time"
 )
 
-// histogram records durations in log-linear buckets: 32 sub-buckets per
-// power of two, so a percentile is within ~3% whatever the run's length,
-// in constant memory.
-type histogram struct {
+// Histogram records durations in log-linear buckets. The zero value is
+// ready to use and safe for concurrent use.
+type Histogram struct {
 	mu     sync.Mutex
 	counts [64 * subBuckets]uint64
 	n      uint64
 }
 
+// Merge adds o's samples to h.
+func (h *Histogram) Merge(o *Histogram) {
+	o.mu.Lock()
+	counts, n := o.counts, o.n
+	o.mu.Unlock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, c := range counts {
+		h.counts[i] += c
+	}
+	h.n += n
+}
+
 const subBits = 5
 const subBuckets = 1 << subBits
 
-func (h *histogram) record(d time.Duration) {
+// Record adds one duration.
+func (h *Histogram) Record(d time.Duration) {
 	i := bucket(uint64(max(d, 0)))
 	h.mu.Lock()
 	h.counts[i]++
@@ -45,9 +58,9 @@ func lower(i int) uint64 {
 	return (subBuckets | sub) << (exp - 1)
 }
 
-// quantile returns the duration below which a fraction q of the samples
+// Quantile returns the duration below which a fraction q of the samples
 // lie (the middle of its bucket).
-func (h *histogram) quantile(q float64) time.Duration {
+func (h *Histogram) Quantile(q float64) time.Duration {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.n == 0 {
@@ -65,7 +78,8 @@ func (h *histogram) quantile(q float64) time.Duration {
 	return 0
 }
 
-func (h *histogram) count() uint64 {
+// Count is the number of samples.
+func (h *Histogram) Count() uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.n

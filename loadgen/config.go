@@ -1,0 +1,122 @@
+package loadgen
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/sekisho/sekisho/certs"
+)
+
+// Config describes a load run. The zero value of a field means the
+// default written in its comment.
+type Config struct {
+	// Target is the gateway's host:port.
+	Target string
+	// ServerName is checked in the gateway's certificate. Default the
+	// host of Target.
+	ServerName string
+	// RootCAs trust the gateway's certificate.
+	RootCAs *x509.CertPool
+	// CA mints the agents' certificates (tenant and device per agent).
+	CA *certs.CA
+	// Transport is "tcp" (default) or "quic".
+	Transport string
+	// HTTP2 makes TCP agents speak HTTP/2 (default HTTP/1.1).
+	HTTP2 bool
+	// Agents is the number of agents. Default 100.
+	Agents int
+	// ConnectRate is how many agents connect per second. 0: all at once
+	// (bounded by Concurrency).
+	ConnectRate float64
+	// Concurrency bounds connects in flight. Default 256.
+	Concurrency int
+	// Duration is how long to hold after the ramp. Default 10s.
+	Duration time.Duration
+	// RequestRate is the total requests per second over all agents.
+	// 0: agents stay idle (apart from KeepAlive).
+	RequestRate float64
+	// KeepAlive makes idle agents send a small request this often so the
+	// gateway does not close them as idle. Default 60s; negative: never.
+	KeepAlive time.Duration
+	// SmallPath is requested for management requests. Default /api/policy.
+	SmallPath string
+	// PayloadPath is requested for payload downloads. Default
+	// /patches/KB5031356.msu.
+	PayloadPath string
+	// PayloadFraction is the share of requests that are payload
+	// downloads, 0 to 1. Default 0.
+	PayloadFraction float64
+	// SourceIPs spreads TCP agents over 127.0.0.2 .. 127.0.0.(1+SourceIPs)
+	// when Target is on loopback. Default 200; 0 keeps the kernel's choice.
+	SourceIPs int
+	// AgentsPerSocket is how many QUIC agents share one UDP socket.
+	// Default 4000.
+	AgentsPerSocket int
+	// RequestTimeout bounds one request. Default 30s.
+	RequestTimeout time.Duration
+	// Curves for the agents' TLS (default Go's).
+	Curves []tls.CurveID
+	// Progress, when set, receives a line per second.
+	Progress io.Writer
+}
+
+func (c Config) withDefaults() Config {
+	if c.Transport == "" {
+		c.Transport = "tcp"
+	}
+	if c.Agents == 0 {
+		c.Agents = 100
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 256
+	}
+	if c.Duration == 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.KeepAlive == 0 {
+		c.KeepAlive = 60 * time.Second
+	}
+	if c.SmallPath == "" {
+		c.SmallPath = "/api/policy"
+	}
+	if c.PayloadPath == "" {
+		c.PayloadPath = "/patches/KB5031356.msu"
+	}
+	if c.SourceIPs == 0 {
+		c.SourceIPs = 200
+	}
+	if c.AgentsPerSocket == 0 {
+		c.AgentsPerSocket = 4000
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 30 * time.Second
+	}
+	if c.ServerName == "" {
+		c.ServerName, _, _ = net.SplitHostPort(c.Target)
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Target == "":
+		return errors.New("loadgen: no target")
+	case c.CA == nil:
+		return errors.New("loadgen: no CA to mint agent certificates")
+	case c.Transport != "tcp" && c.Transport != "quic":
+		return fmt.Errorf("loadgen: transport %q: want tcp or quic", c.Transport)
+	case c.Agents < 0 || c.ConnectRate < 0 || c.RequestRate < 0 || c.Duration < 0:
+		return errors.New("loadgen: counts, rates and durations must not be negative")
+	case c.PayloadFraction < 0 || c.PayloadFraction > 1:
+		return errors.New("loadgen: payload fraction must be 0 to 1")
+	}
+	if _, _, err := net.SplitHostPort(c.Target); err != nil {
+		return fmt.Errorf("loadgen: target %q: %w", c.Target, err)
+	}
+	return nil
+}
