@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sekisho/sekisho/internal/admin"
+	"github.com/sekisho/sekisho/internal/splice"
 	"github.com/sekisho/sekisho/tunnel"
 )
 
@@ -192,7 +193,7 @@ func (c *Connector) serveStream(ctx context.Context, st tunnel.Stream, log *zap.
 			c.metrics.totalRelayed.Add(int64(n))
 		}
 	}
-	_, _, err = tunnel.SpliceWith(st, conn, tunnel.SpliceConfig{Idle: to.StreamIdle, OnAToB: count(upC), OnBToA: count(downC)})
+	_, _, err = splice.Run(st, conn, splice.Config{Idle: to.StreamIdle, OnAToB: count(upC), OnBToA: count(downC)})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Debug("stream ended", zap.String("service", h.Service), zap.Error(err))
 	}

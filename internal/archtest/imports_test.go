@@ -75,6 +75,7 @@ var rules = map[string]rule{
 	"internal/archtest":   {kindInternal, []string{"tunnel", "auth", "certs", "payload", "internal/..."}},
 	"internal/admin":      {kindInternal, []string{"tunnel", "auth", "certs", "payload", "internal/..."}},
 	"internal/hist":       {kindInternal, []string{"internal/..."}},
+	"internal/splice":     {kindInternal, []string{"internal/..."}},
 
 	"internal/admin/admintest": {kindHelper, []string{"internal/admin"}},
 }
