@@ -61,6 +61,9 @@ type Config struct {
 	Now func() time.Time `yaml:"-"`
 	// Rand drives backoff jitter (values in [0, 1)). Default math/rand.
 	Rand func() float64 `yaml:"-"`
+	// DeviceGroups returns a device's groups, for CONNECT services
+	// restricted to groups. Default: none (such services are refused).
+	DeviceGroups func(ctx context.Context, tenant, device string) ([]string, error) `yaml:"-"`
 	// Registry receives the metrics. Default: a new registry with the Go
 	// and process collectors.
 	Registry *prometheus.Registry `yaml:"-"`
@@ -105,6 +108,17 @@ type ServiceConfig struct {
 	Address string `yaml:"address"`
 	// TLS, when present, makes the connector speak TLS to the service.
 	TLS *ServiceTLS `yaml:"tls"`
+	// Connect makes this a raw TCP service (remote control and the like):
+	// agents reach it with CONNECT naming the service; host, path_prefix
+	// and host_rewrite do not apply.
+	Connect bool `yaml:"connect"`
+	// Groups, for a CONNECT service, lists the device groups allowed to use
+	// it; empty allows every device of the tenant.
+	Groups []string `yaml:"groups"`
+	// ProxyProtocol sends a PROXY v2 header first on CONNECT streams, so
+	// the service learns the device behind it (its address, and its tenant,
+	// device id and certificate digest in TLVs 0xE0-0xE2).
+	ProxyProtocol bool `yaml:"proxy_protocol"`
 }
 
 // ServiceTLS says how to verify a service that speaks TLS. With neither
@@ -227,12 +241,7 @@ func validateServices(svcs []ServiceConfig) []error {
 			errs = append(errs, config.Fieldf(config.Key(path, "name"), "service %q listed twice", s.Name))
 		}
 		seen[s.Name] = true
-		if s.Host != "" && !validHost(s.Host) {
-			errs = append(errs, config.Fieldf(config.Key(path, "host"), "want a host name without port, got %q", s.Host))
-		}
-		if s.Host == "" && s.PathPrefix == "" {
-			errs = append(errs, config.Fieldf(path, "host or path_prefix is required to route requests"))
-		}
+		errs = append(errs, validateRouting(path, s)...)
 		if s.PathPrefix != "" && !strings.HasPrefix(s.PathPrefix, "/") {
 			errs = append(errs, config.Fieldf(config.Key(path, "path_prefix"), "must start with /"))
 		}
@@ -255,4 +264,26 @@ func validHost(h string) bool {
 		return net.ParseIP(strings.Trim(h, "[]")) != nil
 	}
 	return h != ""
+}
+
+// validateRouting checks how agents reach a service: by HTTP host or path
+// prefix, or by CONNECT (and then by nothing else).
+func validateRouting(path string, s ServiceConfig) []error {
+	var errs []error
+	if s.Connect {
+		if s.Host != "" || s.PathPrefix != "" || s.HostRewrite != "" {
+			errs = append(errs, config.Fieldf(path, "a connect service has no host, path_prefix or host_rewrite"))
+		}
+		return errs
+	}
+	if len(s.Groups) > 0 || s.ProxyProtocol {
+		errs = append(errs, config.Fieldf(path, "groups and proxy_protocol apply to connect services only"))
+	}
+	if s.Host != "" && !validHost(s.Host) {
+		errs = append(errs, config.Fieldf(config.Key(path, "host"), "want a host name without port, got %q", s.Host))
+	}
+	if s.Host == "" && s.PathPrefix == "" {
+		errs = append(errs, config.Fieldf(path, "host or path_prefix is required to route requests (or connect: true)"))
+	}
+	return errs
 }

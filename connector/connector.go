@@ -174,7 +174,7 @@ func buildSnapshot(cfg Config, bundle []*x509.Certificate, version uint64) *tunn
 	}
 	for _, s := range cfg.Services {
 		snap.Services = append(snap.Services, tunnel.Service{
-			Name: s.Name, Host: s.Host, PathPrefix: s.PathPrefix, HostRewrite: s.HostRewrite,
+			Name: s.Name, Host: s.Host, PathPrefix: s.PathPrefix, HostRewrite: s.HostRewrite, Connect: s.Connect,
 		})
 	}
 	return snap

@@ -18,6 +18,7 @@ import (
 type service struct {
 	name   string
 	addr   string
+	cfg    ServiceConfig
 	tls    *tls.Config  // nil: plain TCP
 	active atomic.Int64 // streams spliced now
 	// Totals for the status page: streams served and refused.
@@ -25,7 +26,7 @@ type service struct {
 }
 
 func newService(sc ServiceConfig, cfg Config) (*service, error) {
-	s := &service{name: sc.Name, addr: sc.Address}
+	s := &service{name: sc.Name, addr: sc.Address, cfg: sc}
 	if sc.TLS == nil {
 		return s, nil
 	}

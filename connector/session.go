@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -150,42 +152,105 @@ func (c *Connector) serveStream(ctx context.Context, st tunnel.Stream, log *zap.
 		log.Warn("bad stream header", zap.Error(err))
 		return
 	}
-	refuse := func(status tunnel.Status, msg, svc string) {
-		c.metrics.streams.WithLabelValues(svc, status.String()).Inc()
-		c.metrics.totalRefused.Add(1)
-		tunnel.Answer(st, &tunnel.Reply{Status: status, Message: msg}, to.StreamHeader)
-		st.Close()
-	}
-	if h.Kind != tunnel.KindHTTP {
-		log.Warn("stream refused", zap.Stringer("kind", h.Kind), zap.String("reason", "unsupported kind"))
-		refuse(tunnel.StatusBadHeader, "unsupported stream kind "+h.Kind.String(), "")
-		return
-	}
-	svc := state.services[h.Service]
-	if svc == nil {
-		log.Warn("stream refused", zap.String("service", h.Service), zap.String("reason", "unknown service"))
-		refuse(tunnel.StatusUnknownService, "unknown service", "")
+	svc, status, reason := c.admit(ctx, state, h)
+	if status != tunnel.StatusOK {
+		name := ""
+		if svc != nil {
+			name = svc.name
+			svc.errors.Add(1)
+		}
+		log.Warn("stream refused", zap.Stringer("kind", h.Kind), zap.String("service", h.Service),
+			zap.String("device_id", h.DeviceID), zap.String("reason", reason))
+		c.refuse(st, status, reason, name, to.StreamHeader)
 		return
 	}
 	conn, err := svc.dial(ctx, c.cfg.Dialer, to.Dial)
 	if err != nil {
 		log.Warn("service unreachable", zap.String("service", h.Service), zap.Error(err))
 		svc.errors.Add(1)
-		refuse(tunnel.StatusUnavailable, "service unreachable", svc.name)
+		c.refuse(st, tunnel.StatusUnavailable, "service unreachable", svc.name, to.StreamHeader)
 		return
+	}
+	if h.Kind == tunnel.KindConnect && svc.cfg.ProxyProtocol {
+		if err := writeProxyHeader(conn, c.cfg.Tenant, h, to.Dial); err != nil {
+			log.Warn("PROXY header not sent", zap.String("service", h.Service), zap.Error(err))
+			conn.Close()
+			c.refuse(st, tunnel.StatusUnavailable, "service unreachable", svc.name, to.StreamHeader)
+			return
+		}
 	}
 	if err := tunnel.Answer(st, &tunnel.Reply{Status: tunnel.StatusOK}, to.StreamHeader); err != nil {
 		conn.Close()
 		st.Close()
 		return
 	}
+	c.relay(st, conn, svc, h.Kind, to, log)
+}
+
+// admit checks a stream's header against the services and, for CONNECT
+// streams, the device's groups.
+func (c *Connector) admit(ctx context.Context, state *state, h *tunnel.Header) (*service, tunnel.Status, string) {
+	if h.Kind != tunnel.KindHTTP && h.Kind != tunnel.KindConnect {
+		return nil, tunnel.StatusBadHeader, "unsupported stream kind " + h.Kind.String()
+	}
+	svc := state.services[h.Service]
+	if svc == nil {
+		return nil, tunnel.StatusUnknownService, "unknown service"
+	}
+	if svc.cfg.Connect != (h.Kind == tunnel.KindConnect) {
+		return svc, tunnel.StatusUnknownService, "service not served for stream kind " + h.Kind.String()
+	}
+	if h.Kind == tunnel.KindConnect {
+		if h.DeviceID == "" {
+			return svc, tunnel.StatusBadHeader, "connect stream without a device"
+		}
+		if ok, why := c.allowed(ctx, svc, h.DeviceID); !ok {
+			return svc, tunnel.StatusForbidden, why
+		}
+	}
+	return svc, tunnel.StatusOK, ""
+}
+
+// allowed reports whether a device may use a CONNECT service: any device
+// when the service lists no groups, else a device in one of them. Without
+// a way to learn a device's groups it fails closed.
+func (c *Connector) allowed(ctx context.Context, svc *service, device string) (bool, string) {
+	if len(svc.cfg.Groups) == 0 {
+		return true, ""
+	}
+	if c.cfg.DeviceGroups == nil {
+		return false, "service restricted to groups, and device groups are unknown (no registry)"
+	}
+	groups, err := c.cfg.DeviceGroups(ctx, c.cfg.Tenant, device)
+	if err != nil {
+		return false, "device groups: " + err.Error()
+	}
+	for _, g := range groups {
+		if slices.Contains(svc.cfg.Groups, g) {
+			return true, ""
+		}
+	}
+	return false, "device not in the service's groups"
+}
+
+// refuse answers a stream with a status and closes it.
+func (c *Connector) refuse(st tunnel.Stream, status tunnel.Status, msg, svc string, timeout time.Duration) {
+	c.metrics.streams.WithLabelValues(svc, status.String()).Inc()
+	c.metrics.totalRefused.Add(1)
+	tunnel.Answer(st, &tunnel.Reply{Status: status, Message: msg}, timeout)
+	st.Close()
+}
+
+// relay splices an admitted stream with its service connection, counting
+// bytes as they move. HTTP streams are pooled keep-alive connections that
+// the gateway never half-closes: EOF from either side ends both. CONNECT
+// streams carry a device's own TCP connection: half-close travels on.
+func (c *Connector) relay(st tunnel.Stream, conn net.Conn, svc *service, kind tunnel.Kind, to Timeouts, log *zap.Logger) {
 	c.metrics.streams.WithLabelValues(svc.name, tunnel.StatusOK.String()).Inc()
 	c.metrics.totalStreams.Add(1)
 	svc.streams.Add(1)
 	svc.active.Add(1)
 	defer svc.active.Add(-1)
-	// HTTP streams are pooled keep-alive connections that the gateway
-	// never half-closes: EOF from either side ends both.
 	upC, downC := c.metrics.bytes.WithLabelValues(svc.name, "up"), c.metrics.bytes.WithLabelValues(svc.name, "down")
 	count := func(ctr interface{ Add(float64) }) func(int) {
 		return func(n int) {
@@ -193,8 +258,9 @@ func (c *Connector) serveStream(ctx context.Context, st tunnel.Stream, log *zap.
 			c.metrics.totalRelayed.Add(int64(n))
 		}
 	}
-	_, _, err = splice.Run(st, conn, splice.Config{Idle: to.StreamIdle, OnAToB: count(upC), OnBToA: count(downC)})
+	_, _, err := splice.Run(st, conn, splice.Config{Idle: to.StreamIdle, HalfClose: kind == tunnel.KindConnect,
+		OnAToB: count(upC), OnBToA: count(downC)})
 	if err != nil && !errors.Is(err, context.Canceled) {
-		log.Debug("stream ended", zap.String("service", h.Service), zap.Error(err))
+		log.Debug("stream ended", zap.String("service", svc.name), zap.Error(err))
 	}
 }

@@ -116,7 +116,7 @@ func TestStreams(t *testing.T) {
 		{name: "truncated body", send: []byte{tunnel.HeaderVersion, 0, 20, 1, 1, 4}, closeWrite: true, want: tunnel.StatusBadHeader},
 		{name: "header never sent", send: nil, want: tunnel.StatusBadHeader, minWait: cfg.Timeouts.StreamHeader},
 		{name: "half a prefix then silence", send: []byte{tunnel.HeaderVersion}, want: tunnel.StatusBadHeader, minWait: cfg.Timeouts.StreamHeader},
-		{name: "connect not supported", send: header(t, tunnel.KindConnect, "core"), want: tunnel.StatusBadHeader, wantMsg: "connect"},
+		{name: "connect to an HTTP service", send: header(t, tunnel.KindConnect, "core"), want: tunnel.StatusUnknownService, wantMsg: "connect"},
 		{name: "enroll not supported", send: header(t, tunnel.KindEnroll, "core"), want: tunnel.StatusBadHeader, wantMsg: "enroll"},
 		{name: "unknown kind", send: header(t, tunnel.Kind(99), "core"), want: tunnel.StatusBadHeader},
 		{name: "service refuses connections", send: header(t, tunnel.KindHTTP, "gone"), want: tunnel.StatusUnavailable},

@@ -35,12 +35,8 @@ func (s *Server) trackAgent(tc *tls.Conn) {
 	t.mu.Unlock()
 }
 
-// connState is the HTTP server's ConnState hook: it forgets connections
-// as they close.
-func (s *Server) connState(c net.Conn, st http.ConnState) {
-	if st != http.StateClosed && st != http.StateHijacked {
-		return
-	}
+// forgetAgent drops a connection from its tenant's list.
+func (s *Server) forgetAgent(c net.Conn) {
 	tc, ok := c.(*tls.Conn)
 	if !ok {
 		return
@@ -53,6 +49,15 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 		if found {
 			return
 		}
+	}
+}
+
+// connState is the HTTP server's ConnState hook: it forgets connections
+// as they close. A hijacked connection (an HTTP/1.1 CONNECT) stays known
+// until its handler forgets it, so that pushed state still reaches it.
+func (s *Server) connState(c net.Conn, st http.ConnState) {
+	if st == http.StateClosed {
+		s.forgetAgent(c)
 	}
 }
 

@@ -110,6 +110,9 @@ type Limits struct {
 	// MaxRequestsPerDevice bounds one device's concurrent requests; more get
 	// 429. Default 32.
 	MaxRequestsPerDevice int `yaml:"max_requests_per_device"`
+	// MaxConnectsPerDevice bounds one device's concurrent CONNECT streams
+	// (raw TCP services); more get 429. Default 8.
+	MaxConnectsPerDevice int `yaml:"max_connects_per_device"`
 	// StreamTimeout bounds opening a tunnel stream and the connector's
 	// answer. Default 10s.
 	StreamTimeout time.Duration `yaml:"stream_timeout"`
@@ -168,6 +171,7 @@ func (c Config) withDefaults() Config {
 	defInt(&l.MaxHandshakes, 1024)
 	defInt(&l.MaxHeaderBytes, 64<<10)
 	defInt(&l.MaxRequestsPerDevice, 32)
+	defInt(&l.MaxConnectsPerDevice, 8)
 	defInt(&l.MaxIdleStreams, 256)
 	c.Tunnel = c.Tunnel.WithDefaults()
 	if c.Logger == nil {
@@ -245,6 +249,7 @@ func (l *Limits) validate() []error {
 		{"max_header_bytes", int64(l.MaxHeaderBytes)},
 		{"idle_timeout", int64(l.IdleTimeout)},
 		{"max_requests_per_device", int64(l.MaxRequestsPerDevice)},
+		{"max_connects_per_device", int64(l.MaxConnectsPerDevice)},
 		{"stream_timeout", int64(l.StreamTimeout)},
 		{"response_header_timeout", int64(l.ResponseHeaderTimeout)},
 		{"idle_stream_timeout", int64(l.IdleStreamTimeout)},

@@ -91,8 +91,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *handler) route(w *recorder, r *http.Request, g *generation, t *tenant, p auth.Principal) string {
 	s := h.s
 	if r.Method == http.MethodConnect {
-		http.Error(w, "CONNECT is not served here", http.StatusMethodNotAllowed)
-		return ""
+		return h.connect(w, r, g, t, p)
 	}
 	if !cleanPath(r.URL.Path) {
 		http.Error(w, "path must not contain . or .. segments", http.StatusBadRequest)

@@ -57,6 +57,7 @@ func (s *Server) Reload(cfg Config) (*ReloadResult, error) {
 		old.relay.retire()
 	}
 	s.devices.setMax(cfg.Limits.MaxRequestsPerDevice)
+	s.connects.setMax(cfg.Limits.MaxConnectsPerDevice)
 	res.TenantsAdded, res.TenantsRemoved = tenantDiff(old, g)
 	for _, name := range res.TenantsRemoved {
 		old.tenants[name].closeAll(s.log)

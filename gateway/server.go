@@ -25,23 +25,24 @@ import (
 // Server is a gateway. New starts nothing; Run serves until its context
 // ends or Shutdown completes.
 type Server struct {
-	cfg     Config // as started; a reload replaces gen, not this
-	log     *zap.Logger
-	access  *zap.Logger
-	tlsConf *tls.Config
-	agents  *tls.Config
-	tunnels *tls.Config
-	leaf    *x509.Certificate
-	devices *deviceLimiter
-	hsSem   chan struct{}
-	offered sync.Map // net.Conn -> peer kind, during its handshake
-	metrics *metrics
-	reg     *prometheus.Registry
-	series  *admin.Series
-	events  *admin.Events
-	latency *admin.LatencyWindow
-	admin   *admin.Server
-	started time.Time
+	cfg      Config // as started; a reload replaces gen, not this
+	log      *zap.Logger
+	access   *zap.Logger
+	tlsConf  *tls.Config
+	agents   *tls.Config
+	tunnels  *tls.Config
+	leaf     *x509.Certificate
+	devices  *deviceLimiter // concurrent requests per device
+	connects *deviceLimiter // concurrent CONNECT streams per device
+	hsSem    chan struct{}
+	offered  sync.Map // net.Conn -> peer kind, during its handshake
+	metrics  *metrics
+	reg      *prometheus.Registry
+	series   *admin.Series
+	events   *admin.Events
+	latency  *admin.LatencyWindow
+	admin    *admin.Server
+	started  time.Time
 
 	ctx    context.Context // ends when the server closes
 	cancel context.CancelFunc
@@ -90,6 +91,7 @@ func New(cfg Config) (*Server, error) {
 		log:      cfg.Logger,
 		access:   cfg.AccessLogger,
 		devices:  newDeviceLimiter(cfg.Limits.MaxRequestsPerDevice),
+		connects: newDeviceLimiter(cfg.Limits.MaxConnectsPerDevice),
 		hsSem:    make(chan struct{}, cfg.Limits.MaxHandshakes),
 		events:   admin.NewEvents(50),
 		latency:  admin.NewLatencyWindow(time.Minute, 30),

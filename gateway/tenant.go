@@ -39,6 +39,7 @@ type state struct {
 	roots    *x509.CertPool
 	cas      []*x509.Certificate
 	routes   []route
+	connect  map[string]*tunnel.Service // raw TCP services by name
 	received time.Time
 }
 
@@ -118,6 +119,12 @@ func (t *tenant) build(snap *tunnel.Snapshot, now time.Time) (*state, error) {
 		return nil, err
 	}
 	st.routes = routes
+	st.connect = map[string]*tunnel.Service{}
+	for i := range snap.Services {
+		if svc := &snap.Services[i]; svc.Connect {
+			st.connect[svc.Name] = svc
+		}
+	}
 	return st, nil
 }
 
@@ -205,6 +212,12 @@ func buildRoutes(svcs []tunnel.Service) ([]route, error) {
 			return nil, fmt.Errorf("service %q listed twice", s.Name)
 		}
 		names[s.Name] = true
+		if s.Connect {
+			if s.Host != "" || s.PathPrefix != "" || s.HostRewrite != "" {
+				return nil, fmt.Errorf("service %q: a CONNECT service has no host, path_prefix or host_rewrite", s.Name)
+			}
+			continue
+		}
 		if s.Host == "" && s.PathPrefix == "" {
 			return nil, fmt.Errorf("service %q has neither host nor path_prefix", s.Name)
 		}

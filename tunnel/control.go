@@ -84,6 +84,9 @@ type Service struct {
 	PathPrefix string `json:"path_prefix,omitempty"`
 	// HostRewrite, when set, replaces the Host header toward the service.
 	HostRewrite string `json:"host_rewrite,omitempty"`
+	// Connect marks a raw TCP service, reached by HTTP CONNECT naming the
+	// service (never a host:port); Host and PathPrefix do not apply.
+	Connect bool `json:"connect,omitempty"`
 }
 
 // SnapshotAck tells the connector what the gateway did with a snapshot.
