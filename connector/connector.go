@@ -202,6 +202,10 @@ func (c *Connector) Run(ctx context.Context) error {
 		})
 	}
 	c.loops.Go(func() { c.series.Run(ctx) })
+	if w, err := certs.NewExpiryWatcher("agent CA", func() []*x509.Certificate { return c.current().bundle },
+		certs.ExpiryOptions{Now: c.cfg.Now, Logger: c.log}); err == nil {
+		c.loops.Go(func() { w.Run(ctx) })
+	}
 	c.reconcile(st.cfg)
 	<-ctx.Done()
 	c.mu.Lock()

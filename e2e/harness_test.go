@@ -99,9 +99,13 @@ type conn struct {
 // startConnector runs a connector of ts toward the world's gateway.
 func (w *world) startConnector(t testing.TB, ts *tenantSpec, svcs []connector.ServiceConfig, mod func(*connector.Config)) *conn {
 	t.Helper()
+	var roots *x509.CertPool
+	if w.srv != nil {
+		roots = w.srv.Roots
+	}
 	cfg := connector.Config{
 		ID: "conn-" + ts.name, Tenant: ts.name, Certificate: &ts.connKey,
-		Gateways:    []connector.GatewayConfig{{Address: w.addr, ServerName: "localhost", RootCAs: w.srv.Roots}},
+		Gateways:    []connector.GatewayConfig{{Address: w.addr, ServerName: "localhost", RootCAs: roots}},
 		TrustBundle: []*x509.Certificate{ts.ca.Cert},
 		Services:    svcs,
 		Backoff:     connector.BackoffConfig{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond},

@@ -2,9 +2,11 @@ package gateway
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,6 +56,10 @@ type Config struct {
 	Listener net.Listener `yaml:"-"`
 	// Certificate, when set, is served instead of TLS.CertFile/KeyFile.
 	Certificate *tls.Certificate `yaml:"-"`
+	// CertSource, when set, is the certificate source (tests, embedding).
+	CertSource certs.Source `yaml:"-"`
+	// HTTPListener, when set, is the HTTP-01 / redirect listener.
+	HTTPListener net.Listener `yaml:"-"`
 	// Logger receives the gateway's logs. Default: none.
 	Logger *zap.Logger `yaml:"-"`
 	// AccessLogger receives the access log (unsampled). Default Logger.
@@ -70,10 +76,13 @@ type Config struct {
 	Now func() time.Time `yaml:"-"`
 }
 
-// TLSConfig names the gateway's public certificate.
+// TLSConfig names the gateway's public certificate: files (reloaded when
+// they change) or ACME.
 type TLSConfig struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// ACME, when set, gets and renews the certificate instead of files.
+	ACME *ACMEConfig `yaml:"acme"`
 	// Curves are the key exchange groups in order of preference, e.g.
 	// [X25519, P256]. Default: Go's, which start with the post-quantum
 	// hybrid X25519MLKEM768 (more CPU per handshake; see docs).
@@ -91,6 +100,41 @@ type TenantConfig struct {
 	// CA certificates with these SPKI pins: a stolen connector key then
 	// cannot make the gateway trust another CA.
 	AgentCAPins []auth.Pin `yaml:"agent_ca_pins"`
+}
+
+// ACMEConfig gets the gateway's certificate from an ACME CA (certmagic).
+type ACMEConfig struct {
+	// Domains to hold certificates for; the first is the main name.
+	Domains []string `yaml:"domains"`
+	// CA is the ACME directory URL. Default Let's Encrypt.
+	CA string `yaml:"ca"`
+	// Email is the account contact (optional).
+	Email string `yaml:"email"`
+	// Storage is the directory for the account, keys and certificates;
+	// replicas may share it. Required.
+	Storage string `yaml:"storage"`
+	// TrustedRootsFile (PEM) is trusted for the CA's own HTTPS, for a
+	// private CA (step-ca, Pebble).
+	TrustedRootsFile string `yaml:"trusted_roots_file"`
+	// TrustedRoots, when set, is trusted too (tests, embedding).
+	TrustedRoots *x509.CertPool `yaml:"-"`
+	// Challenges enabled: http-01 and/or tls-alpn-01. Default both.
+	Challenges []string `yaml:"challenges"`
+	// HTTPListen is the HTTP-01 listener, which answers challenges and
+	// redirects everything else to https. Default ":80"; "off" for none.
+	HTTPListen string `yaml:"http_listen"`
+	// HTTPPort and TLSALPNPort are the ports the CA reaches (when a port
+	// forward sits in front). Default 80 and 443.
+	HTTPPort    int `yaml:"http_port"`
+	TLSALPNPort int `yaml:"tls_alpn_port"`
+	// Profile is an ACME profile of the CA (e.g. "shortlived").
+	Profile string `yaml:"profile"`
+	// RenewalWindow is the fraction of the lifetime, before expiry, in
+	// which the certificate is renewed. Default 1/3.
+	RenewalWindow float64 `yaml:"renewal_window"`
+	// RenewCheckInterval is how often renewal is considered. Default
+	// certmagic's (10m).
+	RenewCheckInterval time.Duration `yaml:"renew_check_interval"`
 }
 
 // Limits bounds what one peer can cost the gateway.
@@ -189,9 +233,7 @@ func (c Config) withDefaults() Config {
 // Validate checks c and names the first field of each problem.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.Certificate == nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
-		errs = append(errs, config.Fieldf("tls", "cert_file and key_file are required"))
-	}
+	errs = append(errs, c.validateTLS()...)
 	if _, err := certs.ParseCurves(c.TLS.Curves); err != nil {
 		errs = append(errs, config.Field("tls.curves", err))
 	}
@@ -260,4 +302,37 @@ func (l *Limits) validate() []error {
 		}
 	}
 	return errs
+}
+
+func (c *Config) validateTLS() []error {
+	a := c.TLS.ACME
+	files := c.TLS.CertFile != "" || c.TLS.KeyFile != ""
+	switch {
+	case c.Certificate != nil || c.CertSource != nil:
+		return nil
+	case a != nil && files:
+		return []error{config.Fieldf("tls", "set cert_file/key_file or acme, not both")}
+	case a == nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == ""):
+		return []error{config.Fieldf("tls", "cert_file and key_file are required (or acme)")}
+	case a == nil:
+		return nil
+	}
+	var errs []error
+	if len(a.Domains) == 0 {
+		errs = append(errs, config.Fieldf("tls.acme.domains", "at least one domain is required"))
+	}
+	if a.Storage == "" {
+		errs = append(errs, config.Fieldf("tls.acme.storage", "required: a directory for the account and certificates"))
+	}
+	for i, ch := range a.Challenges {
+		if ch != "http-01" && ch != "tls-alpn-01" {
+			errs = append(errs, config.Fieldf(config.Index("tls.acme.challenges", i), "want http-01 or tls-alpn-01, got %q", ch))
+		}
+	}
+	return errs
+}
+
+// challenge reports whether an ACME challenge type is enabled.
+func (a *ACMEConfig) challenge(name string) bool {
+	return len(a.Challenges) == 0 || slices.Contains(a.Challenges, name)
 }

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sekisho/sekisho/auth"
+	"github.com/sekisho/sekisho/certs"
 	"github.com/sekisho/sekisho/internal/admin"
 	"github.com/sekisho/sekisho/internal/proxyproto"
 	"github.com/sekisho/sekisho/tunnel"
@@ -84,7 +85,11 @@ func (s *Server) handshake(c net.Conn) {
 		return
 	}
 	c.SetDeadline(time.Time{})
-	if tc.ConnectionState().NegotiatedProtocol == tunnelALPN {
+	switch tc.ConnectionState().NegotiatedProtocol {
+	case certs.ACMETLSALPN:
+		tc.Close() // the CA saw the challenge certificate; nothing more here
+		return
+	case tunnelALPN:
 		s.metrics.handshakes.WithLabelValues("connector", "ok", "").Inc()
 		s.serveTunnel(s.ctx, tc, release)
 		return
@@ -135,6 +140,10 @@ func trusted(prefixes []netip.Prefix, a netip.Addr) bool {
 // configForClient chooses the TLS policy by ALPN: the tunnel protocol gets
 // the connector policy, everything else the agent policy.
 func (s *Server) configForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	if c := s.acmeChallengeConfig(hello); c != nil {
+		s.offered.Store(hello.Conn, "acme")
+		return c, nil
+	}
 	if tunnel.HasALPN(hello.SupportedProtos) {
 		s.offered.Store(hello.Conn, "connector")
 		return s.tunnels, nil

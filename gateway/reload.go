@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/sekisho/sekisho/certs"
 	"github.com/sekisho/sekisho/internal/admin"
 )
 
@@ -65,6 +66,11 @@ func (s *Server) Reload(cfg Config) (*ReloadResult, error) {
 	for _, t := range g.tenants {
 		res.SessionsClosed += t.dropUnpinned(s.log)
 		s.recheckCAs(t)
+	}
+	if fs, ok := s.certs.(*certs.FileSource); ok {
+		if err := fs.Reload(); err != nil {
+			s.log.Error("certificate files not reloaded, the old certificate stays in service", zap.Error(err))
+		}
 	}
 	s.metrics.reloads.WithLabelValues("ok").Inc()
 	s.events.Add(admin.Event{Time: time.Now(), Kind: "reload", Reason: fmt.Sprintf("+%d -%d tenants, %d sessions closed",

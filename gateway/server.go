@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -31,7 +30,8 @@ type Server struct {
 	tlsConf  *tls.Config
 	agents   *tls.Config
 	tunnels  *tls.Config
-	leaf     *x509.Certificate
+	certs    certs.Source
+	httpLn   net.Listener   // HTTP-01 and redirects, when configured
 	devices  *deviceLimiter // concurrent requests per device
 	connects *deviceLimiter // concurrent CONNECT streams per device
 	hsSem    chan struct{}
@@ -167,45 +167,34 @@ func (s *Server) tenantList() []*tenant {
 }
 
 func (s *Server) buildTLS() error {
-	cert := s.cfg.Certificate
-	if cert == nil {
-		c, err := certs.LoadKeyPair(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile)
-		if err != nil {
-			return fmt.Errorf("tls: %w", err)
-		}
-		cert = &c
-	}
-	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	src, err := newCertSource(s.cfg)
 	if err != nil {
-		return fmt.Errorf("tls: %w", err)
+		return err
 	}
-	s.leaf = leaf
+	s.certs = src
 	curves, err := certs.ParseCurves(s.cfg.TLS.Curves)
 	if err != nil {
 		return fmt.Errorf("tls.curves: %w", err)
 	}
 	s.agents = certs.ServerConfig(curves)
-	s.agents.Certificates = []tls.Certificate{*cert}
+	s.agents.GetCertificate = src.GetCertificate
 	s.agents.NextProtos = []string{"h2", "http/1.1"}
 	// Request, and let verifyAgent refuse the absence, so the log says why.
 	s.agents.ClientAuth = tls.RequestClientCert
 	s.agents.VerifyConnection = s.verifyAgent
 
 	s.tunnels = certs.ServerConfig(curves)
-	s.tunnels.Certificates = []tls.Certificate{*cert}
+	s.tunnels.GetCertificate = src.GetCertificate
 	s.tunnels.NextProtos = []string{tunnelALPN}
 	s.tunnels.ClientAuth = tls.RequireAnyClientCert
 	s.tunnels.SessionTicketsDisabled = true
 	s.tunnels.VerifyConnection = s.verifyConnector
 
 	s.tlsConf = certs.ServerConfig(curves)
-	s.tlsConf.Certificates = []tls.Certificate{*cert}
+	s.tlsConf.GetCertificate = src.GetCertificate
 	s.tlsConf.GetConfigForClient = s.configForClient
 	return nil
 }
-
-// servingLeaf is the gateway's own certificate.
-func (s *Server) servingLeaf() *x509.Certificate { return s.leaf }
 
 // Run listens (unless Config.Listener is set) and serves until ctx ends,
 // which closes everything at once, or until Shutdown has drained.
@@ -217,13 +206,21 @@ func (s *Server) Run(ctx context.Context) error {
 			return fmt.Errorf("listen: %w", err)
 		}
 	}
+	httpLn, err := s.listenHTTP()
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		ln.Close()
+		if httpLn != nil {
+			httpLn.Close()
+		}
 		return errors.New("gateway: closed")
 	}
-	s.ln = ln
+	s.ln, s.httpLn = ln, httpLn
 	g := s.gen
 	s.mu.Unlock()
 	s.startWeb(s.web)
@@ -235,6 +232,8 @@ func (s *Server) Run(ctx context.Context) error {
 		})
 	}
 	s.wg.Go(func() { s.series.Run(s.ctx) })
+	certErr := make(chan error, 1)
+	s.wg.Go(func() { certErr <- s.runCertificates(s.ctx) })
 	close(s.ready)
 	s.log.Info("gateway listening", zap.String("addr", ln.Addr().String()), zap.Int("tenants", len(g.tenants)))
 
@@ -254,6 +253,13 @@ func (s *Server) Run(ctx context.Context) error {
 				return err
 			}
 			acceptErr = nil // the listener closed for Shutdown: wait for it
+		case err := <-certErr:
+			if err != nil {
+				s.log.Error("no certificate to serve, stopping", zap.Error(err))
+				s.Close()
+				return err
+			}
+			certErr = nil
 		}
 	}
 }

@@ -80,7 +80,9 @@ func (s *Server) Status() *admin.Status {
 	if ready != nil {
 		st.NotReady = ready.Error()
 	}
-	st.Certificates = append(st.Certificates, certStatus("serving", "", s.leaf.Subject.String(), s.leaf.NotAfter, now))
+	if leaf := s.servingLeaf(); leaf != nil {
+		st.Certificates = append(st.Certificates, certStatus("serving", "", leaf.Subject.String(), leaf.NotAfter, now))
+	}
 	for _, t := range s.tenantList() {
 		v := t.view(now)
 		ts := v.status(t)
@@ -126,6 +128,9 @@ func (s *Server) Ready() error {
 	s.mu.Unlock()
 	if closed {
 		return errors.New("shutting down")
+	}
+	if err := s.certReady(); err != nil {
+		return err
 	}
 	for _, t := range s.tenantList() {
 		if t.state.Load() != nil {

@@ -140,6 +140,9 @@ func resolvePaths(configPath string, paths ...*string) {
 
 func (f *gatewayFile) resolve(path string) {
 	resolvePaths(path, &f.TLS.CertFile, &f.TLS.KeyFile, &f.Admin.TokenFile)
+	if a := f.TLS.ACME; a != nil {
+		resolvePaths(path, &a.Storage, &a.TrustedRootsFile)
+	}
 }
 
 func (f *connectorFile) resolve(path string) {
