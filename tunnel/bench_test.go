@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
+	"sync"
 	"testing"
 
 	"github.com/sekisho/sekisho/tunnel"
@@ -49,26 +51,30 @@ func BenchmarkHeaderDecode(b *testing.B) {
 }
 
 // BenchmarkStreamOpenClose measures one relayed connection's overhead:
-// open, header, reply, close, over yamux+TLS on loopback.
+// open, header, reply, close, over each transport on loopback.
 func BenchmarkStreamOpenClose(b *testing.B) {
-	client, server := tunneltest.Pair(b, tunnel.Config{})
-	serve(b, client, func(st tunnel.Stream) {
-		if _, err := tunnel.ReadRequest(st, hang); err != nil {
-			return
-		}
-		if tunnel.Answer(st, &tunnel.Reply{}, hang) == nil {
-			io.Copy(io.Discard, st)
-		}
-	})
-	h := benchHeader()
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		st, err := tunnel.OpenRelay(ctx, server, h, hang)
-		if err != nil {
-			b.Fatal(err)
-		}
-		st.Close()
+	for _, tr := range transports {
+		b.Run(tr.name, func(b *testing.B) {
+			client, server := tr.pair(b, tunnel.Config{})
+			serve(b, client, func(st tunnel.Stream) {
+				if _, err := tunnel.ReadRequest(st, hang); err != nil {
+					return
+				}
+				if tunnel.Answer(st, &tunnel.Reply{}, hang) == nil {
+					io.Copy(io.Discard, st)
+				}
+			})
+			h := benchHeader()
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				st, err := tunnel.OpenRelay(ctx, server, h, hang)
+				if err != nil {
+					b.Fatal(err)
+				}
+				st.Close()
+			}
+		})
 	}
 }
 
@@ -79,46 +85,111 @@ func sink(c io.Reader) <-chan result[int64] {
 	return async(func() (int64, error) { return io.Copy(io.Discard, c) })
 }
 
-// pushBytes writes b.N chunks of benchWrite bytes to w, half-closes it and
-// waits until the receiver has them all.
-func pushBytes(b *testing.B, w io.Writer, closeWrite func() error, got <-chan result[int64]) {
+// halfWriter is the sending end of a stream or connection.
+type halfWriter interface {
+	io.Writer
+	CloseWrite() error
+}
+
+// pushBytes writes b.N chunks of benchWrite bytes, spread over ws, each
+// from its own goroutine; half-closes each and waits until the receivers
+// have them all. The figure is the sum over all of ws.
+func pushBytes(b *testing.B, ws []halfWriter, got []<-chan result[int64]) {
 	buf := make([]byte, benchWrite)
 	b.SetBytes(benchWrite)
-	// A counted loop, not b.Loop: the timer must run until the receiver
-	// has the last byte.
+	// A counted loop, not b.Loop: the timer must run until the receivers
+	// have the last byte.
 	b.ResetTimer()
-	for range b.N {
-		if _, err := w.Write(buf); err != nil {
+	errs := make(chan error, len(ws))
+	var wg sync.WaitGroup
+	for i, w := range ws {
+		chunks := b.N / len(ws)
+		if i < b.N%len(ws) {
+			chunks++
+		}
+		wg.Go(func() {
+			for range chunks {
+				if _, err := w.Write(buf); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- w.CloseWrite()
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
 			b.Fatal(err)
 		}
 	}
-	if err := closeWrite(); err != nil {
-		b.Fatal(err)
+	var total int64
+	for _, g := range got {
+		n, err := get(b, g, "receiver")
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += n
 	}
-	n, err := get(b, got, "receiver")
 	b.StopTimer()
-	if err != nil || n != int64(b.N)*benchWrite {
-		b.Fatalf("received %d bytes, %v; want %d", n, err, int64(b.N)*benchWrite)
+	if total != int64(b.N)*benchWrite {
+		b.Fatalf("received %d bytes; want %d", total, int64(b.N)*benchWrite)
 	}
 }
 
-// BenchmarkStreamThroughput moves bytes one way on one tunnel stream;
-// compare with BenchmarkTLSThroughput, the same writes on a plain TLS
-// connection.
+// benchStreams are the stream counts of the throughput benchmarks: one
+// stream alone, and many sharing one session (or, for TLS, as many
+// connections).
+var benchStreams = []int{1, 16}
+
+// BenchmarkStreamThroughput moves bytes one way over tunnel streams of one
+// session, per transport and stream window; compare with
+// BenchmarkTLSThroughput, the same writes on plain TLS connections.
 func BenchmarkStreamThroughput(b *testing.B) {
-	for _, w := range []struct {
-		name   string
-		window int
-	}{{"window=256KiB", 256 << 10}, {"window=default", 0}} {
-		b.Run(w.name, func(b *testing.B) {
-			client, server := tunneltest.Pair(b, tunnel.Config{StreamWindow: w.window})
-			a, s := streamPair(b, client, server)
-			pushBytes(b, a, a.CloseWrite, sink(s))
-		})
+	rows := []struct {
+		name string
+		pair func(testing.TB, tunnel.Config) (tunnel.Session, tunnel.Session)
+		cfg  tunnel.Config
+	}{
+		{"tcp/window=256KiB", tunneltest.Pair, tunnel.Config{StreamWindow: 256 << 10}},
+		{"tcp/window=default", tunneltest.Pair, tunnel.Config{}},
+		{"quic/window=default", tunneltest.QUICPair, tunnel.Config{}},
+	}
+	for _, r := range rows {
+		for _, n := range benchStreams {
+			b.Run(fmt.Sprintf("%s/streams=%d", r.name, n), func(b *testing.B) {
+				client, server := r.pair(b, r.cfg)
+				var ws []halfWriter
+				var got []<-chan result[int64]
+				for range n {
+					a, s := streamPair(b, client, server)
+					ws, got = append(ws, a), append(got, sink(s))
+				}
+				pushBytes(b, ws, got)
+			})
+		}
 	}
 }
 
 func BenchmarkTLSThroughput(b *testing.B) {
+	for _, n := range benchStreams {
+		b.Run(fmt.Sprintf("conns=%d", n), func(b *testing.B) {
+			var ws []halfWriter
+			var got []<-chan result[int64]
+			for range n {
+				c, s := tlsPair(b)
+				ws, got = append(ws, c), append(got, sink(s))
+			}
+			pushBytes(b, ws, got)
+		})
+	}
+}
+
+// tlsPair returns the two ends of a TLS connection on loopback, closed
+// when the benchmark ends.
+func tlsPair(b *testing.B) (client, server *tls.Conn) {
+	b.Helper()
 	srvConf, cliConf := tunneltest.TLSConfigs(b)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -133,15 +204,15 @@ func BenchmarkTLSThroughput(b *testing.B) {
 		tc := tls.Server(c, srvConf)
 		return tc, tc.Handshake()
 	})
-	c, err := tls.Dial("tcp", ln.Addr().String(), cliConf)
+	client, err = tls.Dial("tcp", ln.Addr().String(), cliConf)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
-	s, err := get(b, accepted, "accept")
+	b.Cleanup(func() { client.Close() })
+	server, err = get(b, accepted, "accept")
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer s.Close()
-	pushBytes(b, c, c.CloseWrite, sink(s))
+	b.Cleanup(func() { server.Close() })
+	return client, server
 }

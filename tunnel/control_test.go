@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/sekisho/sekisho/tunnel"
-	"github.com/sekisho/sekisho/tunnel/tunneltest"
 )
 
 func TestMessageRoundTrip(t *testing.T) {
@@ -206,8 +205,10 @@ func gatewayAnswer(s tunnel.Session, typ tunnel.MsgType, v any) <-chan result[*t
 	})
 }
 
-func TestControlWelcome(t *testing.T) {
-	client, server := tunneltest.Pair(t, tunnel.Config{})
+func TestControlWelcome(t *testing.T) { forEachTransport(t, testControlWelcome) }
+
+func testControlWelcome(t *testing.T, tr transport) {
+	client, server := tr.pair(t, tunnel.Config{})
 	ctx := context.Background()
 	snap := &tunnel.Snapshot{Tenant: "acme", Epoch: "e1", Version: 7,
 		TrustBundle: [][]byte{{1, 2, 3}}, Services: []tunnel.Service{{Name: "core", PathPrefix: "/"}}}
@@ -267,7 +268,9 @@ func TestControlWelcome(t *testing.T) {
 	}
 }
 
-func TestOpenControlAnswers(t *testing.T) {
+func TestOpenControlAnswers(t *testing.T) { forEachTransport(t, testOpenControlAnswers) }
+
+func testOpenControlAnswers(t *testing.T, tr transport) {
 	tests := []struct {
 		name  string
 		typ   tunnel.MsgType
@@ -308,7 +311,7 @@ func TestOpenControlAnswers(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			client, server := tunneltest.Pair(t, tunnel.Config{})
+			client, server := tr.pair(t, tunnel.Config{})
 			gw := gatewayAnswer(server, tt.typ, tt.v)
 			c, w, err := tunnel.OpenControl(context.Background(), client, hello(), hang)
 			if err == nil {
@@ -331,10 +334,12 @@ func TestOpenControlAnswers(t *testing.T) {
 	}
 }
 
-func TestControlTimeouts(t *testing.T) {
+func TestControlTimeouts(t *testing.T) { forEachTransport(t, testControlTimeouts) }
+
+func testControlTimeouts(t *testing.T, tr transport) {
 	const timeout = 200 * time.Millisecond
 	t.Run("no welcome", func(t *testing.T) {
-		client, server := tunneltest.Pair(t, tunnel.Config{})
+		client, server := tr.pair(t, tunnel.Config{})
 		serve(t, server, func(st tunnel.Stream) { io.Copy(io.Discard, st) })
 		start := time.Now()
 		_, _, err := tunnel.OpenControl(context.Background(), client, hello(), timeout)
@@ -346,7 +351,7 @@ func TestControlTimeouts(t *testing.T) {
 		}
 	})
 	t.Run("no hello", func(t *testing.T) {
-		client, server := tunneltest.Pair(t, tunnel.Config{})
+		client, server := tr.pair(t, tunnel.Config{})
 		st, err := client.OpenStream(context.Background())
 		if err != nil {
 			t.Fatal(err)
@@ -363,7 +368,7 @@ func TestControlTimeouts(t *testing.T) {
 		}
 	})
 	t.Run("no control stream", func(t *testing.T) {
-		_, server := tunneltest.Pair(t, tunnel.Config{})
+		_, server := tr.pair(t, tunnel.Config{})
 		_, _, err := tunnel.AcceptControl(context.Background(), server, timeout)
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("got %v, want context.DeadlineExceeded", err)
@@ -372,6 +377,10 @@ func TestControlTimeouts(t *testing.T) {
 }
 
 func TestAcceptControlRefusesBadHello(t *testing.T) {
+	forEachTransport(t, testAcceptControlRefusesBadHello)
+}
+
+func testAcceptControlRefusesBadHello(t *testing.T, tr transport) {
 	tests := []struct {
 		name  string
 		frame func(w io.Writer) error
@@ -391,7 +400,7 @@ func TestAcceptControlRefusesBadHello(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			client, server := tunneltest.Pair(t, tunnel.Config{})
+			client, server := tr.pair(t, tunnel.Config{})
 			st, err := client.OpenStream(context.Background())
 			if err != nil {
 				t.Fatal(err)
@@ -420,8 +429,10 @@ func TestAcceptControlRefusesBadHello(t *testing.T) {
 
 // TestControlSendIsSerialised sends from many goroutines at once: every
 // message must arrive whole.
-func TestControlSendIsSerialised(t *testing.T) {
-	client, server := tunneltest.Pair(t, tunnel.Config{})
+func TestControlSendIsSerialised(t *testing.T) { forEachTransport(t, testControlSendIsSerialised) }
+
+func testControlSendIsSerialised(t *testing.T, tr transport) {
+	client, server := tr.pair(t, tunnel.Config{})
 	cs, ss := streamPair(t, client, server)
 	c := tunnel.NewControl(cs, hang)
 	const senders, each = 8, 20
@@ -508,7 +519,11 @@ func TestControlSendSlowLink(t *testing.T) {
 // closes the stream, so the peer's read of the message fails instead of
 // waiting for the rest of it.
 func TestControlSendFailureClosesStream(t *testing.T) {
-	client, server := tunneltest.Pair(t, tunnel.Config{StreamWindow: 256 << 10})
+	forEachTransport(t, testControlSendFailureClosesStream)
+}
+
+func testControlSendFailureClosesStream(t *testing.T, tr transport) {
+	client, server := tr.pair(t, tunnel.Config{StreamWindow: 256 << 10})
 	cs, ss := streamPair(t, client, server)
 	// The peer does not read yet: the window fills, the send times out.
 	c := tunnel.NewControl(cs, 200*time.Millisecond)

@@ -7,6 +7,8 @@ import (
 	"net"
 	"slices"
 	"time"
+
+	"github.com/quic-go/quic-go"
 )
 
 // DialConfig says how a connector reaches a gateway's tunnel port.
@@ -14,12 +16,18 @@ type DialConfig struct {
 	// Address is host:port of the gateway.
 	Address string
 	// TLS is the client configuration: the connector's certificate and
-	// how it verifies the gateway. NextProtos is set by Dial.
+	// how it verifies the gateway. NextProtos is set by Dial and DialQUIC.
 	TLS *tls.Config
-	// Timeout bounds the TCP connect and the TLS handshake. Default 10s.
+	// Timeout bounds the TCP connect and the TLS handshake, or the QUIC
+	// handshake. Default 10s.
 	Timeout time.Duration
-	// Dialer dials the TCP connection; default a net.Dialer.
+	// Dialer dials the TCP connection; default a net.Dialer. Dial only.
 	Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+	// QUICTransport is the UDP socket DialQUIC sends from, shared by every
+	// session dialed on it and left open when they end. Default: a socket
+	// of the session's own, bound to the address the kernel routes the
+	// gateway from, and closed with the session. DialQUIC only.
+	QUICTransport *quic.Transport
 	// Session tunes the session.
 	Session Config
 }

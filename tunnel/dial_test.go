@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -177,16 +178,19 @@ func TestConfig(t *testing.T) {
 	want := tunnel.Config{
 		StreamWindow: 8 << 20, KeepAliveInterval: 5 * time.Second, WriteTimeout: 5 * time.Second,
 		AcceptBacklog: 1024, StreamCloseTimeout: 5 * time.Minute,
+		QUICMaxStreams: 10000, QUICConnectionWindow: 32 << 20, QUICHandshakeTimeout: 10 * time.Second,
 	}
-	if d.StreamWindow != want.StreamWindow || d.KeepAliveInterval != want.KeepAliveInterval ||
-		d.WriteTimeout != want.WriteTimeout || d.AcceptBacklog != want.AcceptBacklog ||
-		d.StreamCloseTimeout != want.StreamCloseTimeout {
+	if d.Logf != nil || !reflect.DeepEqual(d, want) {
 		t.Errorf("defaults %+v, want %+v", d, want)
 	}
-	set := tunnel.Config{StreamWindow: 1 << 20, KeepAliveInterval: time.Second, WriteTimeout: 2 * time.Second, AcceptBacklog: 10, StreamCloseTimeout: time.Minute}
-	if got := set.WithDefaults(); got.StreamWindow != set.StreamWindow || got.KeepAliveInterval != set.KeepAliveInterval ||
-		got.WriteTimeout != set.WriteTimeout || got.AcceptBacklog != set.AcceptBacklog || got.StreamCloseTimeout != set.StreamCloseTimeout {
+	set := tunnel.Config{StreamWindow: 1 << 20, KeepAliveInterval: time.Second, WriteTimeout: 2 * time.Second, AcceptBacklog: 10, StreamCloseTimeout: time.Minute,
+		QUICMaxStreams: 50, QUICConnectionWindow: 3 << 20, QUICHandshakeTimeout: time.Second}
+	if got := set.WithDefaults(); !reflect.DeepEqual(got, set) {
 		t.Errorf("WithDefaults changed set fields: %+v", got)
+	}
+	// The connection window follows the stream window.
+	if got := (tunnel.Config{StreamWindow: 1 << 20}).WithDefaults().QUICConnectionWindow; got != 4<<20 {
+		t.Errorf("QUICConnectionWindow for a 1 MiB stream window: %d, want 4 MiB", got)
 	}
 
 	tests := []struct {
@@ -204,6 +208,12 @@ func TestConfig(t *testing.T) {
 		{"negative write timeout", tunnel.Config{WriteTimeout: -1}, "write_timeout"},
 		{"negative backlog", tunnel.Config{AcceptBacklog: -1}, "accept_backlog"},
 		{"negative close timeout", tunnel.Config{StreamCloseTimeout: -1}, "stream_close_timeout"},
+		{"negative max streams", tunnel.Config{QUICMaxStreams: -1}, "quic_max_streams"},
+		{"negative handshake timeout", tunnel.Config{QUICHandshakeTimeout: -1}, "quic_handshake_timeout"},
+		{"connection window below the stream window", tunnel.Config{QUICConnectionWindow: 8<<20 - 1}, "quic_connection_window"},
+		{"connection window below a set stream window", tunnel.Config{StreamWindow: 1 << 20, QUICConnectionWindow: 1<<20 - 1}, "quic_connection_window"},
+		{"connection window too large", tunnel.Config{QUICConnectionWindow: 4<<30 + 1}, "quic_connection_window"},
+		{"smallest connection window", tunnel.Config{StreamWindow: 256 << 10, QUICConnectionWindow: 256 << 10}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

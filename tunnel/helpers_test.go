@@ -148,3 +148,10 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// forEachTransport runs f as a subtest over every transport of the suite.
+func forEachTransport(t *testing.T, f func(*testing.T, transport)) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) { f(t, tr) })
+	}
+}

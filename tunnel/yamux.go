@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,70 +12,6 @@ import (
 
 	"github.com/hashicorp/yamux"
 )
-
-// Config tunes a tunnel session. The zero value means the documented
-// defaults.
-type Config struct {
-	// StreamWindow is the largest receive window of one stream, in bytes.
-	// One stream cannot move faster than StreamWindow per round trip, so it
-	// is sized for WAN links: 8 MiB is ~1.3 Gbit/s at 50 ms. It also bounds
-	// what a slow reader can make this side buffer per stream. Default
-	// 8 MiB; at least 256 KiB.
-	StreamWindow int `yaml:"stream_window" config:"bytes"`
-	// KeepAliveInterval is how often an idle session is pinged. Default 5s.
-	KeepAliveInterval time.Duration `yaml:"keepalive_interval"`
-	// WriteTimeout bounds every write to the connection and every ping's
-	// answer; a peer that stops reading for that long is dead. A dead peer
-	// is noticed within KeepAliveInterval + WriteTimeout. Default 5s.
-	WriteTimeout time.Duration `yaml:"write_timeout"`
-	// AcceptBacklog is how many streams may wait to be accepted; more are
-	// refused. Default 1024.
-	AcceptBacklog int `yaml:"accept_backlog"`
-	// StreamCloseTimeout is how long a stream closed on this side waits for
-	// the peer's close before it is reset. Default 5m.
-	StreamCloseTimeout time.Duration `yaml:"stream_close_timeout"`
-	// Logf receives the transport library's own diagnostics. Default: none.
-	Logf func(format string, args ...any) `yaml:"-"`
-}
-
-const minStreamWindow = 256 << 10
-
-// WithDefaults returns a copy of c with zero fields set to their defaults.
-func (c Config) WithDefaults() Config {
-	if c.StreamWindow == 0 {
-		c.StreamWindow = 8 << 20
-	}
-	if c.KeepAliveInterval == 0 {
-		c.KeepAliveInterval = 5 * time.Second
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = 5 * time.Second
-	}
-	if c.AcceptBacklog == 0 {
-		c.AcceptBacklog = 1024
-	}
-	if c.StreamCloseTimeout == 0 {
-		c.StreamCloseTimeout = 5 * time.Minute
-	}
-	return c
-}
-
-// Validate reports the first field of c that is out of range.
-func (c Config) Validate() error {
-	switch {
-	case c.StreamWindow != 0 && (c.StreamWindow < minStreamWindow || c.StreamWindow > 1<<30):
-		return fmt.Errorf("stream_window: want 256KiB to 1GiB, got %d", c.StreamWindow)
-	case c.KeepAliveInterval < 0:
-		return errors.New("keepalive_interval: must not be negative")
-	case c.WriteTimeout < 0:
-		return errors.New("write_timeout: must not be negative")
-	case c.AcceptBacklog < 0:
-		return errors.New("accept_backlog: must not be negative")
-	case c.StreamCloseTimeout < 0:
-		return errors.New("stream_close_timeout: must not be negative")
-	}
-	return nil
-}
 
 func (c Config) yamux() *yamux.Config {
 	c = c.WithDefaults()
@@ -105,7 +42,7 @@ func NewYamuxClient(conn net.Conn, c Config) (Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start yamux client: %w", err)
 	}
-	return &yamuxSession{s: s}, nil
+	return &yamuxSession{s: s, conn: conn}, nil
 }
 
 // NewYamuxServer starts the server (gateway) end of a yamux session.
@@ -117,10 +54,13 @@ func NewYamuxServer(conn net.Conn, c Config) (Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start yamux server: %w", err)
 	}
-	return &yamuxSession{s: s}, nil
+	return &yamuxSession{s: s, conn: conn}, nil
 }
 
-type yamuxSession struct{ s *yamux.Session }
+type yamuxSession struct {
+	s    *yamux.Session
+	conn net.Conn // what the session runs on, as the caller gave it
+}
 
 var _ Session = (*yamuxSession)(nil)
 
@@ -149,6 +89,13 @@ func (y *yamuxSession) NumStreams() int       { return y.s.NumStreams() }
 func (y *yamuxSession) LocalAddr() net.Addr   { return y.s.LocalAddr() }
 func (y *yamuxSession) RemoteAddr() net.Addr  { return y.s.RemoteAddr() }
 func (y *yamuxSession) Transport() string     { return TransportTCP }
+
+func (y *yamuxSession) connectionState() (tls.ConnectionState, bool) {
+	if c, ok := y.conn.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		return c.ConnectionState(), true
+	}
+	return tls.ConnectionState{}, false
+}
 
 // ErrSessionClosed is returned by a stream's Read when its session ended
 // under it, so that a cut tunnel is not mistaken for a clean end of stream.

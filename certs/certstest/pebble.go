@@ -47,8 +47,9 @@ type Pebble struct {
 	// DirectoryURL is the ACME directory.
 	DirectoryURL string
 	// TLSRoots trusts Pebble's own HTTPS listeners: the ACME client's
-	// trusted roots.
-	TLSRoots *x509.CertPool
+	// trusted roots. TLSRootPEM is the same root as PEM, for config files.
+	TLSRoots   *x509.CertPool
+	TLSRootPEM []byte
 	// DNSAddr is the resolver the validation authority uses (UDP and TCP).
 	DNSAddr string
 
@@ -99,7 +100,7 @@ func StartPebble(tb testing.TB, opts PebbleOptions) *Pebble {
 	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
 
 	srv := NewServer(tb)
-	p.TLSRoots = srv.Roots
+	p.TLSRoots, p.TLSRootPEM = srv.Roots, certs.EncodeCert(srv.CA.Cert.Raw)
 	p.DirectoryURL = serveTLS(tb, front.Handler(), srv.Cert, logger) + wfe.DirectoryPath
 	p.mgmtURL = serveTLS(tb, front.ManagementHandler(), srv.Cert, logger)
 	return p
@@ -134,6 +135,20 @@ func (p *Pebble) TLSALPN01Connections() int { return int(p.tlsalpn01.count.Load(
 // endpoint (/roots/0): what clients of the issued certificates trust.
 func (p *Pebble) IssuerRoots(tb testing.TB) *x509.CertPool {
 	tb.Helper()
+	roots, err := certs.ParseCerts(p.IssuerRootPEM(tb))
+	if err != nil {
+		tb.Fatalf("certstest: pebble root: %v", err)
+	}
+	pool := x509.NewCertPool()
+	for _, r := range roots {
+		pool.AddCert(r)
+	}
+	return pool
+}
+
+// IssuerRootPEM is IssuerRoots as PEM, for config files.
+func (p *Pebble) IssuerRootPEM(tb testing.TB) []byte {
+	tb.Helper()
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.TLSRoots}}
 	defer tr.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -151,15 +166,7 @@ func (p *Pebble) IssuerRoots(tb testing.TB) *x509.CertPool {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		tb.Fatalf("certstest: fetch pebble root: status %d, %v", resp.StatusCode, err)
 	}
-	roots, err := certs.ParseCerts(body)
-	if err != nil {
-		tb.Fatalf("certstest: pebble root: %v", err)
-	}
-	pool := x509.NewCertPool()
-	for _, r := range roots {
-		pool.AddCert(r)
-	}
-	return pool
+	return body
 }
 
 // Logs returns the tail of Pebble's log.

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sekisho/sekisho/certs/certstest"
 	"github.com/sekisho/sekisho/demo"
 )
 
@@ -335,4 +336,69 @@ func (n *notifySocket) expect(t *testing.T, want string) {
 			return
 		}
 	}
+}
+
+// TestGatewayACMEProcess runs `sekisho gateway` with tls: {acme: ...}
+// against Pebble, as the README shows: the gateway obtains its certificate
+// through real HTTP-01 validation and serves agents with it.
+func TestGatewayACMEProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	p := certstest.StartPebble(t, certstest.PebbleOptions{})
+	dir := t.TempDir()
+	must(t, dir, "ca", "init", "--tenant", "acme", "--dir", "pki/ca")
+	pin := strings.TrimSpace(must(t, dir, "key", "create", "pki/connector.key"))
+	must(t, dir, "ca", "issue", "--dir", "pki/ca", "--device", "pc-1", "--out", "pki/agent")
+	writeFile(t, filepath.Join(dir, "pebble-root.pem"), string(p.TLSRootPEM))
+	gwAddr, httpAddr, coreAddr := freePort(t), freePort(t), freePort(t)
+	p.SetHTTP01Target(httpAddr)
+	writeFile(t, filepath.Join(dir, "gateway.yaml"), fmt.Sprintf(`role: gateway
+listen: %s
+admin: {listen: "off"}
+tls:
+  acme:
+    domains: [gw.sekisho.test]
+    ca: %s
+    trusted_roots_file: pebble-root.pem
+    storage: acme
+    challenges: [http-01]
+    http_listen: "%s"
+    http_port: %s
+tenants:
+  - name: acme
+    connector_pins: [%s]
+`, gwAddr, p.DirectoryURL, httpAddr, portOf(httpAddr), pin))
+	must(t, dir, "config", "check", "gateway.yaml")
+	gw := start(t, dir, "gateway", "--config", "gateway.yaml")
+	waitLog(t, gw, "certificate obtained")
+
+	roots := p.IssuerRoots(t)
+	writeFile(t, filepath.Join(dir, "issuer.pem"), string(p.IssuerRootPEM(t)))
+	writeFile(t, filepath.Join(dir, "connector.yaml"), fmt.Sprintf(`role: connector
+tenant: acme
+key_file: pki/connector.key
+admin: {listen: "off"}
+gateways: [{address: "%s", server_name: gw.sekisho.test, ca_file: issuer.pem}]
+agent_ca: {cert_files: [pki/ca/ca.pem]}
+services: [{name: core, path_prefix: /, address: "%s"}]
+`, gwAddr, coreAddr))
+	start(t, dir, "demo", "core", "--listen", coreAddr)
+	start(t, dir, "connector", "--config", "connector.yaml")
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "pki/agent/agent.pem"), filepath.Join(dir, "pki/agent/agent.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "gw.sekisho.test",
+		Certificates: []tls.Certificate{cert}}}
+	defer tr.CloseIdleConnections()
+	waitStatus(t, &http.Client{Transport: tr, Timeout: hangGuard}, "https://"+gwAddr+"/api/policy", 200)
+	if p.HTTP01Connections() == 0 {
+		t.Fatal("Pebble never validated through the gateway's HTTP-01 listener")
+	}
+}
+
+func portOf(addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return port
 }
