@@ -33,6 +33,16 @@ type Config struct {
 	// SessionsPerGateway is how many parallel sessions to keep to each
 	// gateway. Default 2.
 	SessionsPerGateway int `yaml:"sessions_per_gateway"`
+	// Transport is tcp (yamux over TLS), quic, or auto (QUIC, falling back
+	// to TCP while UDP is blocked, and back to QUIC when it returns).
+	// Default tcp: see docs/BENCHMARKS.md for why.
+	Transport string `yaml:"transport"`
+	// QUICRetry is how often auto mode, while on TCP, tries QUIC again.
+	// Default 30s.
+	QUICRetry time.Duration `yaml:"quic_retry"`
+	// QUICTimeout bounds an auto-mode QUIC attempt before falling back to
+	// TCP. Default 3s.
+	QUICTimeout time.Duration `yaml:"quic_timeout"`
 	// AgentCA lists the tenant's agent CA certificates, pushed to the
 	// gateways as the trust bundle.
 	AgentCA AgentCA `yaml:"agent_ca"`
@@ -79,6 +89,9 @@ type GatewayConfig struct {
 	// ServerName is the name checked in the gateway's certificate. Default
 	// the host of Address.
 	ServerName string `yaml:"server_name"`
+	// QUICAddress is host:port of the gateway's QUIC tunnel port (UDP).
+	// Default the host of Address with port 4443.
+	QUICAddress string `yaml:"quic_address"`
 	// CAFile pins the CA that must have issued the gateway's certificate.
 	// Default: the system roots.
 	CAFile string `yaml:"ca_file"`
@@ -165,6 +178,11 @@ func (c Config) withDefaults() Config {
 	if c.SessionsPerGateway == 0 {
 		c.SessionsPerGateway = 2
 	}
+	if c.Transport == "" {
+		c.Transport = TransportTCP
+	}
+	def(&c.QUICRetry, 30*time.Second)
+	def(&c.QUICTimeout, 3*time.Second)
 	def(&c.Timeouts.Handshake, 10*time.Second)
 	def(&c.Timeouts.StreamHeader, 10*time.Second)
 	def(&c.Timeouts.Dial, 10*time.Second)
@@ -202,6 +220,14 @@ func (c *Config) Validate() error {
 		} else if _, _, err := net.SplitHostPort(g.Address); err != nil {
 			errs = append(errs, config.Fieldf(config.Key(config.Index("gateways", i), "address"), "want host:port: %v", err))
 		}
+	}
+	switch c.Transport {
+	case "", TransportTCP, TransportQUIC, TransportAuto:
+	default:
+		errs = append(errs, config.Fieldf("transport", "want tcp, quic or auto, got %q", c.Transport))
+	}
+	if c.QUICRetry < 0 || c.QUICTimeout < 0 {
+		errs = append(errs, config.Fieldf("quic_retry", "quic_retry and quic_timeout must not be negative"))
 	}
 	if c.SessionsPerGateway < 0 || c.SessionsPerGateway > 64 {
 		errs = append(errs, config.Fieldf("sessions_per_gateway", "want 1 to 64"))

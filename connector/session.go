@@ -17,49 +17,71 @@ import (
 	"github.com/sekisho/sekisho/tunnel"
 )
 
-// runSession dials one session, says hello, pushes the snapshot (again
+// runSession says hello on a fresh session, pushes the snapshot (again
 // whenever a reload changes it) and serves streams until the session ends.
-// established reports whether the gateway welcomed it.
-func (c *Connector) runSession(ctx context.Context, t *target, log *zap.Logger) (established bool, err error) {
+// established reports whether the gateway welcomed it. In auto mode, a TCP
+// session watches for QUIC to come back; when it does, the QUIC session is
+// returned as next, and this one goes on serving its streams in the
+// background until it has drained.
+func (c *Connector) runSession(ctx context.Context, t *target, sess tunnel.Session, log *zap.Logger) (established bool, next tunnel.Session, err error) {
 	st := c.current()
-	sess, err := tunnel.Dial(ctx, tunnel.DialConfig{
-		Address: t.addr, TLS: t.tls, Timeout: st.cfg.Timeouts.Handshake,
-		Dialer: c.cfg.Dialer, Session: c.cfg.Tunnel,
-	})
-	if err != nil {
-		return false, err
-	}
-	defer sess.Close()
 	stop := context.AfterFunc(ctx, func() { sess.Close() })
-	defer stop()
-
 	hello := tunnel.Hello{
 		MinVersion: tunnel.MinProtocolVersion, MaxVersion: tunnel.MaxProtocolVersion,
 		Tenant: c.cfg.Tenant, ConnectorID: c.cfg.ID, Software: "sekisho " + Version,
 	}
 	ctrl, welcome, err := tunnel.OpenControl(ctx, sess, hello, st.cfg.Timeouts.Handshake)
 	if err != nil {
+		stop()
+		sess.Close()
 		var re *tunnel.RefusedError
 		if errors.As(err, &re) {
 			c.events.Add(admin.Event{Time: time.Now(), Kind: "session refused", Reason: re.Refuse.Reason, Remote: t.addr})
 		}
-		return false, err
+		return false, nil, err
 	}
 	log = log.With(zap.String("gateway_id", welcome.GatewayID), zap.String("transport", sess.Transport()))
 	log.Info("gateway session up", zap.Int("protocol_version", welcome.Version))
 
+	done := make(chan error, 1)
+	// The session's goroutines belong to the connector, not to this call:
+	// after a handover they outlive it.
+	c.loops.Go(func() { done <- c.serveSession(ctx, t, sess, ctrl, log) })
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	defer stopProbe()
+	upgrade := make(chan tunnel.Session)
+	if st.cfg.Transport == TransportAuto && sess.Transport() == tunnel.TransportTCP {
+		c.loops.Go(func() {
+			q := c.probeQUIC(probeCtx, t)
+			if q == nil {
+				return
+			}
+			select {
+			case upgrade <- q:
+			case <-probeCtx.Done(): // the TCP session ended first
+				q.Close()
+			}
+		})
+	}
+	select {
+	case err = <-done:
+		stop()
+		return true, nil, err
+	case q := <-upgrade:
+		c.loops.Go(func() { drain(ctx, sess, ctrl, time.Minute); stop() })
+		return true, q, nil
+	}
+}
+
+// serveSession runs a welcomed session: snapshot pushes and acks on the
+// control stream, streams from the gateway, until the session ends.
+func (c *Connector) serveSession(ctx context.Context, t *target, sess tunnel.Session, ctrl *tunnel.Control, log *zap.Logger) error {
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	var serving atomic.Bool // counted once the gateway took a snapshot
+	var up atomic.Bool // counted in Sessions once the gateway took a snapshot
 	var down func()
-	defer func() {
-		if down != nil {
-			down()
-		}
-	}()
 	var downMu sync.Mutex
 	accepted := func() {
-		if !serving.Swap(true) {
+		if !up.Swap(true) {
 			downMu.Lock()
 			down = t.sessionUp(sess.Transport(), time.Now())
 			downMu.Unlock()
@@ -72,10 +94,15 @@ func (c *Connector) runSession(ctx context.Context, t *target, log *zap.Logger) 
 		sess.Close() // no control stream, no session
 	})
 	wg.Go(func() { c.pushSnapshots(ctx, sess, ctrl, log) })
-	err = c.acceptStreams(ctx, sess, &wg, log)
+	err := c.acceptStreams(ctx, sess, &wg, log)
+	sess.Close()
+	wg.Wait()
 	downMu.Lock()
 	defer downMu.Unlock()
-	return true, err
+	if down != nil {
+		down()
+	}
+	return err
 }
 
 // pushSnapshots sends the snapshot in force, and each new one a reload

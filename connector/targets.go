@@ -19,10 +19,12 @@ import (
 // target is one gateway the connector keeps sessions to, with one loop
 // per session slot.
 type target struct {
-	addr  string
-	tls   *tls.Config
-	slots []context.CancelFunc
-	wg    sync.WaitGroup
+	addr     string
+	quicAddr string
+	tls      *tls.Config
+	quic     quicState
+	slots    []context.CancelFunc
+	wg       sync.WaitGroup
 
 	up        atomic.Int64 // sessions up, snapshot accepted
 	upSince   atomic.Int64 // unix nanos since at least one session is up; 0: none
@@ -33,7 +35,7 @@ type target struct {
 // targetKey tells gateway entries apart: a changed CA or server name is a
 // new target.
 func targetKey(g GatewayConfig) string {
-	return fmt.Sprintf("%s|%s|%s|%p", g.Address, g.ServerName, g.CAFile, g.RootCAs)
+	return fmt.Sprintf("%s|%s|%s|%s|%p", g.Address, g.QUICAddress, g.ServerName, g.CAFile, g.RootCAs)
 }
 
 func (c *Connector) gatewayTLS(g GatewayConfig) (*tls.Config, error) {
@@ -86,7 +88,7 @@ func (c *Connector) reconcile(cfg Config) {
 				c.log.Error("gateway not started", zap.String("gateway", g.Address), zap.Error(err))
 				continue
 			}
-			t = &target{addr: g.Address, tls: conf}
+			t = &target{addr: g.Address, quicAddr: quicAddress(g), tls: conf}
 			c.targets[key] = t
 		}
 		c.resize(t, cfg.SessionsPerGateway)
@@ -122,16 +124,33 @@ func (t *target) stop() {
 
 // keepSession dials one session slot to a gateway and redials it when it
 // ends, with jittered exponential backoff.
+//
+// A session handed over (auto mode moving from TCP back to QUIC) comes in
+// as next: the slot goes on with it without dialing.
 func (c *Connector) keepSession(ctx context.Context, t *target, slot int) {
 	log := c.log.With(zap.String("gateway", t.addr), zap.Int("slot", slot))
 	attempt := 0
+	var next tunnel.Session
 	for ctx.Err() == nil {
 		if attempt > 0 {
 			c.metrics.reconnects.WithLabelValues(t.addr).Inc()
 		}
-		established, err := c.runSession(ctx, t, log)
+		sess, err := next, error(nil)
+		if sess == nil {
+			sess, err = c.dial(ctx, t)
+		}
+		next = nil
+		established := false
+		if err == nil {
+			established, next, err = c.runSession(ctx, t, sess, log)
+		}
 		if ctx.Err() != nil {
 			return
+		}
+		if next != nil {
+			log.Info("moving to a new session", zap.String("transport", next.Transport()))
+			attempt = 0
+			continue
 		}
 		if err != nil {
 			msg := err.Error()

@@ -6,23 +6,45 @@ import (
 	"net"
 	"net/http"
 
+	"github.com/quic-go/quic-go"
 	"go.uber.org/zap"
 
 	"github.com/sekisho/sekisho/auth"
+	"github.com/sekisho/sekisho/tunnel"
 )
 
-// agentConn is a live agent connection, kept so that pushed state (a CA
-// dropped from the bundle, later a revocation) takes effect on connections
-// already open, not only on new handshakes.
-type agentConn struct {
-	conn   *tls.Conn
-	tenant *tenant
+// liveConn is a live agent connection of either transport, kept so that
+// pushed state (a CA dropped from the bundle, a revocation) takes effect on
+// connections already open, not only on new handshakes.
+type liveConn interface {
+	peer() []*x509.Certificate
+	close()
+	remote() string
+	transport() string
 }
 
-// trackAgent registers an agent connection that finished its handshake.
-func (s *Server) trackAgent(tc *tls.Conn) {
-	cs := tc.ConnectionState()
-	name, err := auth.TenantOf(cs.PeerCertificates[0])
+type tcpAgent struct{ c *tls.Conn }
+
+func (a tcpAgent) peer() []*x509.Certificate { return a.c.ConnectionState().PeerCertificates }
+func (a tcpAgent) close()                    { a.c.Close() }
+func (a tcpAgent) remote() string            { return a.c.RemoteAddr().String() }
+func (a tcpAgent) transport() string         { return tunnel.TransportTCP }
+
+type quicAgent struct{ c *quic.Conn }
+
+func (a quicAgent) peer() []*x509.Certificate { return a.c.ConnectionState().TLS.PeerCertificates }
+func (a quicAgent) close()                    { a.c.CloseWithError(0x100, "refused") } // H3_NO_ERROR is 0x100
+func (a quicAgent) remote() string            { return a.c.RemoteAddr().String() }
+func (a quicAgent) transport() string         { return tunnel.TransportQUIC }
+
+// trackAgent registers an agent connection that finished its handshake,
+// keyed by the connection itself (a *tls.Conn or a *quic.Conn).
+func (s *Server) trackAgent(key any, c liveConn) {
+	chain := c.peer()
+	if len(chain) == 0 {
+		return
+	}
+	name, err := auth.TenantOf(chain[0])
 	if err != nil {
 		return // verifyAgent refused it already; cannot happen
 	}
@@ -31,20 +53,16 @@ func (s *Server) trackAgent(tc *tls.Conn) {
 		return
 	}
 	t.mu.Lock()
-	t.conns[tc] = struct{}{}
+	t.conns[key] = c
 	t.mu.Unlock()
 }
 
 // forgetAgent drops a connection from its tenant's list.
-func (s *Server) forgetAgent(c net.Conn) {
-	tc, ok := c.(*tls.Conn)
-	if !ok {
-		return
-	}
+func (s *Server) forgetAgent(key any) {
 	for _, t := range s.tenantList() {
 		t.mu.Lock()
-		_, found := t.conns[tc]
-		delete(t.conns, tc)
+		_, found := t.conns[key]
+		delete(t.conns, key)
 		t.mu.Unlock()
 		if found {
 			return
@@ -70,20 +88,21 @@ func (s *Server) reverify(t *tenant) {
 		roots = st.roots
 	}
 	t.mu.Lock()
-	conns := make([]*tls.Conn, 0, len(t.conns))
-	for c := range t.conns {
+	conns := make([]liveConn, 0, len(t.conns))
+	for _, c := range t.conns {
 		conns = append(conns, c)
 	}
 	t.mu.Unlock()
 	closed := 0
 	now := s.cfg.Now()
 	for _, c := range conns {
-		chain := c.ConnectionState().PeerCertificates
+		chain := c.peer()
 		if _, err := auth.VerifyAgent(chain, t.name, roots, now); err != nil {
 			p, _ := auth.PrincipalOf(chain[0])
 			s.log.Info("agent connection closed", zap.String("tenant", t.name), zap.String("device_id", p.DeviceID),
-				zap.String("remote_addr", c.RemoteAddr().String()), zap.String("reason", auth.Reason(err)), zap.Error(err))
-			c.Close()
+				zap.String("remote_addr", c.remote()), zap.String("transport", c.transport()),
+				zap.String("reason", auth.Reason(err)), zap.Error(err))
+			c.close()
 			closed++
 		}
 	}

@@ -35,6 +35,8 @@ type Config struct {
 	Limits Limits `yaml:"limits"`
 	// Tunnel tunes the connectors' sessions.
 	Tunnel tunnel.Config `yaml:"tunnel"`
+	// QUIC is the UDP side: agents' HTTP/3 and connectors' QUIC tunnels.
+	QUIC QUICConfig `yaml:"quic"`
 	// ProxyProtocol, when it lists trusted addresses, expects a PROXY v2
 	// header on connections from them (an L4 load balancer).
 	ProxyProtocol ProxyProtocol `yaml:"proxy_protocol"`

@@ -78,6 +78,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return
 	}
+	if s.altSvc != "" && r.ProtoMajor < 3 {
+		w.Header().Set("Alt-Svc", s.altSvc)
+	}
 	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &countingBody{ReadCloser: r.Body, n: &rec.up}

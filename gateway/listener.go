@@ -95,7 +95,7 @@ func (s *Server) handshake(c net.Conn) {
 		return
 	}
 	s.metrics.handshakes.WithLabelValues("agent", "ok", "").Inc()
-	s.trackAgent(tc)
+	s.trackAgent(tc, tcpAgent{tc})
 	if !s.currentWeb().ln.push(tc) {
 		tc.Close()
 		s.connState(tc, http.StateClosed)
@@ -104,7 +104,10 @@ func (s *Server) handshake(c net.Conn) {
 
 // refused logs, counts and remembers a peer refused before it was trusted.
 func (s *Server) refused(c net.Conn, kind, reason string, err error) {
-	remote := c.RemoteAddr().String()
+	s.refusedAddr(c.RemoteAddr().String(), kind, reason, err)
+}
+
+func (s *Server) refusedAddr(remote, kind, reason string, err error) {
 	s.log.Info("peer refused", zap.String("remote_addr", remote), zap.String("kind", kind),
 		zap.String("reason", reason), zap.Error(err))
 	s.metrics.handshakes.WithLabelValues(kind, "refused", reason).Inc()

@@ -111,7 +111,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, t := range c.s.tenantList() {
 		v := t.view(now)
-		gauge(descAgents, float64(v.agents), t.name, tunnel.TransportTCP)
+		for _, tr := range []string{tunnel.TransportTCP, tunnel.TransportQUIC} {
+			gauge(descAgents, float64(v.agents[tr]), t.name, tr)
+		}
 		for _, cs := range v.connectors {
 			gauge(descSessions, float64(cs.Sessions), t.name, cs.ID, cs.Transport)
 		}

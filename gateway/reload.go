@@ -168,16 +168,16 @@ func tenantDiff(old, g *generation) (added, removed []string) {
 func (t *tenant) closeAll(log *zap.Logger) {
 	t.mu.Lock()
 	sessions := slices.Clone(t.sessions)
-	conns := make([]func() error, 0, len(t.conns))
-	for c := range t.conns {
-		conns = append(conns, c.Close)
+	conns := make([]liveConn, 0, len(t.conns))
+	for _, c := range t.conns {
+		conns = append(conns, c)
 	}
 	t.mu.Unlock()
 	for _, s := range sessions {
 		s.sess.Close()
 	}
 	for _, c := range conns {
-		c()
+		c.close()
 	}
 	log.Info("tenant removed: sessions and agent connections closed", zap.String("tenant", t.name),
 		zap.Int("sessions", len(sessions)), zap.Int("agent_connections", len(conns)))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/quic-go/quic-go/http3"
 	"go.uber.org/zap"
 
 	"github.com/sekisho/sekisho/auth"
@@ -32,6 +33,8 @@ type Server struct {
 	tunnels  *tls.Config
 	certs    certs.Source
 	httpLn   net.Listener   // HTTP-01 and redirects, when configured
+	h3       *http3.Server  // agents over QUIC, when configured
+	altSvc   string         // Alt-Svc advertising h3 on TCP responses
 	devices  *deviceLimiter // concurrent requests per device
 	connects *deviceLimiter // concurrent CONNECT streams per device
 	hsSem    chan struct{}
@@ -211,6 +214,14 @@ func (s *Server) Run(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
+	quicAgents, quicTunnels, err := s.listenQUIC()
+	if err != nil {
+		ln.Close()
+		if httpLn != nil {
+			httpLn.Close()
+		}
+		return err
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -221,6 +232,9 @@ func (s *Server) Run(ctx context.Context) error {
 		return errors.New("gateway: closed")
 	}
 	s.ln, s.httpLn = ln, httpLn
+	if quicAgents != nil {
+		s.h3, s.altSvc = s.newH3Server(), s.altSvcFor(quicAgents)
+	}
 	g := s.gen
 	s.mu.Unlock()
 	s.startWeb(s.web)
@@ -234,6 +248,13 @@ func (s *Server) Run(ctx context.Context) error {
 	s.wg.Go(func() { s.series.Run(s.ctx) })
 	certErr := make(chan error, 1)
 	s.wg.Go(func() { certErr <- s.runCertificates(s.ctx) })
+	quicErr := make(chan error, 2)
+	if quicAgents != nil {
+		s.wg.Go(func() { defer quicAgents.Close(); quicErr <- s.serveH3(s.ctx, quicAgents, s.h3) })
+	}
+	if quicTunnels != nil {
+		s.wg.Go(func() { defer quicTunnels.Close(); quicErr <- s.serveQUICTunnels(s.ctx, quicTunnels) })
+	}
 	close(s.ready)
 	s.log.Info("gateway listening", zap.String("addr", ln.Addr().String()), zap.Int("tenants", len(g.tenants)))
 
@@ -253,6 +274,12 @@ func (s *Server) Run(ctx context.Context) error {
 				return err
 			}
 			acceptErr = nil // the listener closed for Shutdown: wait for it
+		case err := <-quicErr:
+			if err != nil {
+				s.log.Error("QUIC listener failed, stopping", zap.Error(err))
+				s.Close()
+				return err
+			}
 		case err := <-certErr:
 			if err != nil {
 				s.log.Error("no certificate to serve, stopping", zap.Error(err))
@@ -317,6 +344,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
 	var wg sync.WaitGroup
 	var emu sync.Mutex
+	if s.h3 != nil {
+		wg.Go(func() {
+			if err := s.h3.Shutdown(ctx); err != nil {
+				emu.Lock()
+				errs = append(errs, err)
+				emu.Unlock()
+			}
+		})
+	}
 	for _, w := range webs {
 		wg.Go(func() {
 			if err := w.srv.Shutdown(ctx); err != nil {
@@ -358,6 +394,9 @@ func (s *Server) Close() error {
 	for _, w := range webs {
 		w.ln.Close()
 		err = errors.Join(err, w.srv.Close())
+	}
+	if s.h3 != nil {
+		s.h3.Close()
 	}
 	rel.close()
 	s.wg.Wait()

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/sekisho/sekisho/internal/admin"
-	"github.com/sekisho/sekisho/tunnel"
 )
 
 // TenantStatus is a tenant's state as the gateway sees it.
@@ -25,7 +24,7 @@ func (s *Server) Tenants() []TenantStatus {
 // tenantView is a consistent read of a tenant's live state.
 type tenantView struct {
 	st         *state
-	agents     int
+	agents     map[string]int // by transport
 	streams    int
 	connectors []admin.Connector
 }
@@ -34,7 +33,10 @@ func (t *tenant) view(now time.Time) tenantView {
 	v := tenantView{st: t.state.Load()}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	v.agents = len(t.conns)
+	v.agents = map[string]int{}
+	for _, c := range t.conns {
+		v.agents[c.transport()]++
+	}
 	for _, s := range t.liveLocked() {
 		v.streams += s.sess.NumStreams()
 		i := slices.IndexFunc(v.connectors, func(c admin.Connector) bool {
@@ -53,7 +55,7 @@ func (t *tenant) view(now time.Time) tenantView {
 }
 
 func (v tenantView) status(t *tenant) admin.Tenant {
-	ts := admin.Tenant{Name: t.name, Connectors: v.connectors, Agents: map[string]int{tunnel.TransportTCP: v.agents},
+	ts := admin.Tenant{Name: t.name, Connectors: v.connectors, Agents: v.agents,
 		Requests: float64(t.requests.Load()), Errors: float64(t.errors.Load())}
 	if ts.Connectors == nil {
 		ts.Connectors = []admin.Connector{}

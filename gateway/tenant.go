@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -29,8 +28,8 @@ type tenant struct {
 
 	mu       sync.Mutex
 	sessions []*tunnelSession
-	next     int                    // round-robin cursor
-	conns    map[*tls.Conn]struct{} // live agent connections
+	next     int              // round-robin cursor
+	conns    map[any]liveConn // live agent connections, by *tls.Conn or *quic.Conn
 }
 
 // state is an immutable view of a tenant's snapshot, ready to serve.
@@ -50,7 +49,7 @@ type policy struct {
 }
 
 func newTenant(c TenantConfig) *tenant {
-	t := &tenant{name: c.Name, conns: map[*tls.Conn]struct{}{}}
+	t := &tenant{name: c.Name, conns: map[any]liveConn{}}
 	t.setPolicy(c)
 	return t
 }
@@ -154,7 +153,7 @@ func (t *tenant) pick() *tunnelSession {
 		return nil
 	}
 	t.next++
-	var best *tunnelSession
+	var best, fallback *tunnelSession
 	bestStreams := 0
 	for i := range n {
 		s := t.sessions[(t.next+i)%n]
@@ -163,9 +162,16 @@ func (t *tenant) pick() *tunnelSession {
 			continue
 		default:
 		}
+		if s.draining.Load() {
+			fallback = s // only when nothing else is there
+			continue
+		}
 		if k := s.sess.NumStreams(); best == nil || k < bestStreams {
 			best, bestStreams = s, k
 		}
+	}
+	if best == nil {
+		return fallback
 	}
 	return best
 }

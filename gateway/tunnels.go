@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -18,6 +19,7 @@ import (
 // tunnelSession is one connector session serving a tenant.
 type tunnelSession struct {
 	sess        tunnel.Session
+	draining    atomic.Bool // the connector is replacing it: no new streams
 	pin         auth.Pin
 	tenant      *tenant
 	connectorID string
@@ -42,14 +44,20 @@ func (s *Server) verifyConnector(cs tls.ConnectionState) error {
 // serveTunnel runs a connector's session until it ends. release frees the
 // handshake slot once the hello is answered.
 func (s *Server) serveTunnel(ctx context.Context, conn *tls.Conn, release func()) {
-	pin := auth.PinOfCert(conn.ConnectionState().PeerCertificates[0])
-	log := s.log.With(zap.String("remote_addr", conn.RemoteAddr().String()), zap.Stringer("connector_pin", pin))
 	sess, err := tunnel.NewYamuxServer(conn, s.cfg.Tunnel)
 	if err != nil {
-		log.Error("start tunnel session", zap.Error(err))
+		s.log.Error("start tunnel session", zap.String("remote_addr", conn.RemoteAddr().String()), zap.Error(err))
 		conn.Close()
+		release()
 		return
 	}
+	s.serveSession(ctx, sess, auth.PinOfCert(conn.ConnectionState().PeerCertificates[0]), release)
+}
+
+// serveSession runs an authenticated connector session of any transport
+// until it ends: hello, then pushes.
+func (s *Server) serveSession(ctx context.Context, sess tunnel.Session, pin auth.Pin, release func()) {
+	log := s.log.With(zap.String("remote_addr", sess.RemoteAddr().String()), zap.Stringer("connector_pin", pin))
 	defer sess.Close()
 	stop := context.AfterFunc(ctx, func() { sess.Close() })
 	defer stop()
@@ -136,6 +144,12 @@ func (s *Server) controlLoop(ts *tunnelSession, ctrl *tunnel.Control, log *zap.L
 			if err := ctrl.Send(tunnel.MsgSnapshotAck, ack); err != nil {
 				return err
 			}
+		case tunnel.MsgDrain:
+			ts.draining.Store(true)
+			// Pooled streams are kept per service, not per session: let
+			// every idle one go, so the draining session's close at once.
+			s.current().relay.transport.CloseIdleConnections()
+			log.Info("connector session draining")
 		default:
 			log.Debug("ignoring unknown control message", zap.Uint8("type", uint8(t)))
 		}

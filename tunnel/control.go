@@ -28,6 +28,11 @@ const (
 	MsgRefuse      MsgType = 3 // gateway -> connector: session refused, then close
 	MsgSnapshot    MsgType = 4 // connector -> gateway: the tenant's pushed state
 	MsgSnapshotAck MsgType = 5 // gateway -> connector: snapshot taken or refused
+	// MsgDrain tells the gateway that the connector is replacing this
+	// session (auto transport moving back to QUIC): open no new streams on
+	// it and let its idle streams go; the connector closes it once its
+	// streams are done.
+	MsgDrain MsgType = 6
 )
 
 // Size limits of control messages, in bytes.

@@ -76,6 +76,16 @@ func loadGateway(path string) (*gatewayFile, error) {
 	if f.Admin.Listen == "" {
 		f.Admin.Listen = defaultGatewayAdmin
 	}
+	if f.QUIC.Listen == "" {
+		// HTTP/3 on the UDP port matching the TCP one.
+		f.QUIC.Listen = f.Listen
+		if f.QUIC.Listen == "" {
+			f.QUIC.Listen = ":443"
+		}
+	}
+	if f.QUIC.TunnelListen == "" {
+		f.QUIC.TunnelListen = ":4443"
+	}
 	return &f, nil
 }
 

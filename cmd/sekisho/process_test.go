@@ -114,6 +114,7 @@ func TestProcesses(t *testing.T) {
 listen: %s
 tls: {cert_file: pki/gw/server.pem, key_file: pki/gw/server.key}
 admin: {listen: "%s"}
+quic: {listen: "off", tunnel_listen: "off"}
 tenants:
   - name: acme
     connector_pins: [%s]
@@ -356,6 +357,7 @@ func TestGatewayACMEProcess(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "gateway.yaml"), fmt.Sprintf(`role: gateway
 listen: %s
 admin: {listen: "off"}
+quic: {listen: "off", tunnel_listen: "off"}
 tls:
   acme:
     domains: [gw.sekisho.test]

@@ -1,0 +1,187 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+	"go.uber.org/zap"
+
+	"github.com/sekisho/sekisho/auth"
+	"github.com/sekisho/sekisho/tunnel"
+)
+
+// QUICConfig configures the gateway's UDP side.
+type QUICConfig struct {
+	// Listen is the UDP address agents reach with HTTP/3 (same TLS and
+	// limits as TCP; the TCP port advertises it with Alt-Svc). In config
+	// files the default is ":443"; in the Go API empty means none. "off":
+	// none.
+	Listen string `yaml:"listen"`
+	// TunnelListen is the UDP address of connectors' QUIC tunnels, apart
+	// from the agents' because QUIC transport parameters are chosen before
+	// the TLS hello. In config files the default is ":4443"; empty or
+	// "off": none.
+	TunnelListen string `yaml:"tunnel_listen"`
+	// AltSvcPort is the port advertised to agents in Alt-Svc, when a port
+	// forward sits in front. Default the Listen port.
+	AltSvcPort int `yaml:"alt_svc_port"`
+
+	// Conn and TunnelConn, when set, are used instead of listening.
+	Conn       net.PacketConn `yaml:"-"`
+	TunnelConn net.PacketConn `yaml:"-"`
+}
+
+func udpOn(addr string, conn net.PacketConn) (net.PacketConn, error) {
+	if conn != nil {
+		return conn, nil
+	}
+	if addr == "" || addr == "off" {
+		return nil, nil
+	}
+	return net.ListenPacket("udp", addr)
+}
+
+// listenQUIC opens the UDP sockets and warns once when the kernel keeps
+// their buffers small (quic-go then loses throughput).
+func (s *Server) listenQUIC() (agents, tunnels net.PacketConn, err error) {
+	q := s.cfg.QUIC
+	if agents, err = udpOn(q.Listen, q.Conn); err != nil {
+		return nil, nil, fmt.Errorf("quic.listen: %w", err)
+	}
+	if tunnels, err = udpOn(q.TunnelListen, q.TunnelConn); err != nil {
+		if agents != nil {
+			agents.Close()
+		}
+		return nil, nil, fmt.Errorf("quic.tunnel_listen: %w", err)
+	}
+	for _, pc := range []net.PacketConn{agents, tunnels} {
+		if u, ok := pc.(*net.UDPConn); ok {
+			if w := tunnel.CheckUDPBuffers(u); w != "" {
+				s.log.Warn("UDP socket buffers are small", zap.String("addr", u.LocalAddr().String()), zap.String("fix", w))
+			}
+		}
+	}
+	return agents, tunnels, nil
+}
+
+// altSvcFor is the Alt-Svc header value advertising HTTP/3, or "".
+func (s *Server) altSvcFor(pc net.PacketConn) string {
+	if pc == nil {
+		return ""
+	}
+	port := s.cfg.QUIC.AltSvcPort
+	if port == 0 {
+		port = pc.LocalAddr().(*net.UDPAddr).Port
+	}
+	return `h3=":` + strconv.Itoa(port) + `"; ma=86400`
+}
+
+// agentQUICConfig sizes agents' QUIC connections: streams bounded like
+// HTTP/2 concurrent streams, idle like TCP, no 0-RTT.
+func (s *Server) agentQUICConfig() *quic.Config {
+	l := s.cfg.Limits
+	return &quic.Config{
+		HandshakeIdleTimeout:           l.HandshakeTimeout / 2, // quic-go allows twice this
+		MaxIdleTimeout:                 l.IdleTimeout,
+		MaxIncomingStreams:             int64(l.MaxRequestsPerDevice),
+		MaxIncomingUniStreams:          16,
+		InitialStreamReceiveWindow:     512 << 10,
+		MaxStreamReceiveWindow:         4 << 20,
+		InitialConnectionReceiveWindow: 1 << 20,
+		MaxConnectionReceiveWindow:     8 << 20,
+		Allow0RTT:                      false,
+	}
+}
+
+// serveH3 serves agents over HTTP/3 until ctx ends.
+func (s *Server) serveH3(ctx context.Context, pc net.PacketConn, h3 *http3.Server) error {
+	tr := &quic.Transport{Conn: pc}
+	defer tr.Close()
+	conf := s.agents.Clone()
+	conf.NextProtos = []string{http3.NextProtoH3}
+	conf.GetConfigForClient = s.h3ConfigForClient(conf)
+	ln, err := tr.Listen(conf, s.agentQUICConfig())
+	if err != nil {
+		return fmt.Errorf("quic.listen: %w", err)
+	}
+	defer ln.Close()
+	s.log.Info("agents over HTTP/3", zap.String("addr", pc.LocalAddr().String()))
+	for {
+		conn, err := ln.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, quic.ErrServerClosed) {
+				return nil
+			}
+			return err
+		}
+		s.metrics.handshakes.WithLabelValues("agent", "ok", "").Inc()
+		s.trackAgent(conn, quicAgent{conn})
+		context.AfterFunc(conn.Context(), func() { s.forgetAgent(conn) })
+		s.wg.Go(func() { h3.ServeQUICConn(conn) })
+	}
+}
+
+// h3ConfigForClient gives each QUIC handshake a policy whose refusal is
+// logged with the peer's address, like TCP handshakes.
+func (s *Server) h3ConfigForClient(base *tls.Config) func(*tls.ClientHelloInfo) (*tls.Config, error) {
+	return func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		c := base.Clone()
+		c.GetConfigForClient = nil
+		remote := "unknown"
+		if hello.Conn != nil {
+			remote = hello.Conn.RemoteAddr().String()
+		}
+		c.VerifyConnection = func(cs tls.ConnectionState) error {
+			err := s.verifyAgent(cs)
+			if err != nil {
+				s.refusedAddr(remote, "agent", refusalReason(err), err)
+			}
+			return err
+		}
+		return c, nil
+	}
+}
+
+// newH3Server builds the HTTP/3 server with the agent-facing limits.
+func (s *Server) newH3Server() *http3.Server {
+	l := s.cfg.Limits
+	return &http3.Server{
+		Handler: &handler{s: s}, IdleTimeout: l.IdleTimeout, MaxHeaderBytes: l.MaxHeaderBytes,
+		ConnContext: func(ctx context.Context, _ *quic.Conn) context.Context { return withConnInfo(ctx, nil) },
+	}
+}
+
+// serveQUICTunnels accepts connectors' QUIC sessions until ctx ends.
+func (s *Server) serveQUICTunnels(ctx context.Context, pc net.PacketConn) error {
+	ln, err := tunnel.ListenQUIC(pc, s.tunnels, s.cfg.Tunnel)
+	if err != nil {
+		return fmt.Errorf("quic.tunnel_listen: %w", err)
+	}
+	defer ln.Close()
+	s.log.Info("connector tunnels over QUIC", zap.String("addr", pc.LocalAddr().String()))
+	for {
+		sess, err := ln.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.log.Warn("accept QUIC tunnel", zap.Error(err))
+			select {
+			case <-time.After(50 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		cs, _ := tunnel.ConnectionState(sess)
+		s.metrics.handshakes.WithLabelValues("connector", "ok", "").Inc()
+		s.wg.Go(func() { s.serveSession(ctx, sess, auth.PinOfCert(cs.PeerCertificates[0]), func() {}) })
+	}
+}
