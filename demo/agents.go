@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/quic-go/quic-go/http3"
+
 	"github.com/sekisho/sekisho/certs"
 )
 
@@ -22,7 +24,7 @@ type agent struct {
 	base   string
 }
 
-func (st *stack) newAgent(id string, h2 bool) (*agent, error) {
+func (st *stack) newAgent(id string, h2 bool, transport string) (*agent, error) {
 	key, err := certs.NewKey()
 	if err != nil {
 		return nil, err
@@ -35,6 +37,11 @@ func (st *stack) newAgent(id string, h2 bool) (*agent, error) {
 		RootCAs: st.roots, ServerName: "localhost", MinVersion: tls.VersionTLS13,
 		Certificates: []tls.Certificate{certs.TLSCertificate(leaf, key)},
 	}
+	if transport == "quic" {
+		tr := &http3.Transport{TLSClientConfig: conf}
+		st.transport = append(st.transport, h3Closer{tr})
+		return &agent{id: id, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, base: "https://" + st.h3Addr}, nil
+	}
 	if !h2 {
 		conf.NextProtos = []string{"http/1.1"}
 	}
@@ -42,6 +49,11 @@ func (st *stack) newAgent(id string, h2 bool) (*agent, error) {
 	st.transport = append(st.transport, tr)
 	return &agent{id: id, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, base: "https://" + st.gwAddr}, nil
 }
+
+// h3Closer closes an HTTP/3 transport's connections with the demo.
+type h3Closer struct{ tr *http3.Transport }
+
+func (h h3Closer) CloseIdleConnections() { h.tr.Close() }
 
 // run works until ctx ends: policy and inventory every round, a patch
 // download every tenth round.

@@ -43,6 +43,11 @@ type Options struct {
 	Admin string
 	// OnAdmin, when set, is told the admin URLs once they listen.
 	OnAdmin func(gateway, connector string)
+	// Transport is the tunnel's: tcp (yamux over TLS, default) or quic.
+	Transport string
+	// AgentTransport is the agents': tcp (HTTP/1.1 and HTTP/2, default) or
+	// quic (HTTP/3).
+	AgentTransport string
 	// NoAgents runs no simulated agents: the roles serve for the duration,
 	// for the load generator or a browser.
 	NoAgents bool
@@ -73,6 +78,12 @@ func (o Options) withDefaults() Options {
 	if o.Admin == "" {
 		o.Admin = "127.0.0.1:0"
 	}
+	if o.Transport == "" {
+		o.Transport = tunnel.TransportTCP
+	}
+	if o.AgentTransport == "" {
+		o.AgentTransport = tunnel.TransportTCP
+	}
 	return o
 }
 
@@ -85,6 +96,11 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	opts = opts.withDefaults()
 	if opts.Agents < 1 || opts.Duration < 0 || opts.Interval < 0 || opts.PayloadSize < 0 {
 		return nil, errors.New("demo: agents must be positive, durations and sizes not negative")
+	}
+	for _, tr := range []string{opts.Transport, opts.AgentTransport} {
+		if tr != tunnel.TransportTCP && tr != tunnel.TransportQUIC {
+			return nil, fmt.Errorf("demo: transport %q: want tcp or quic", tr)
+		}
 	}
 	st, err := startStack(opts)
 	if err != nil {
@@ -114,7 +130,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		if opts.NoAgents {
 			break
 		}
-		a, err := st.newAgent(fmt.Sprintf("pc-%04d", i+1), i%2 == 0)
+		a, err := st.newAgent(fmt.Sprintf("pc-%04d", i+1), i%2 == 0, opts.AgentTransport)
 		if err != nil {
 			return nil, err
 		}
@@ -125,7 +141,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	}
 	wg.Wait()
 	<-runCtx.Done()
-	return stats.summary(opts, time.Since(start), tunnel.TransportTCP), nil
+	return stats.summary(opts, time.Since(start), st.tunnelTransport()), nil
 }
 
 // stack is every role of the demo, running.
@@ -140,7 +156,9 @@ type stack struct {
 	gwAddr    string
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
-	transport []*http.Transport
+	transport []interface{ CloseIdleConnections() }
+	h3Addr    string // agents' HTTP/3 port
+	quicAddr  string // the QUIC tunnel port
 }
 
 func startStack(opts Options) (*stack, error) {
@@ -213,13 +231,28 @@ func (st *stack) startGateway(ctx context.Context, cert tls.Certificate, pin aut
 	if err != nil {
 		return err
 	}
+	h3, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	qt, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		ln.Close()
+		h3.Close()
+		return err
+	}
+	st.h3Addr, st.quicAddr = h3.LocalAddr().String(), qt.LocalAddr().String()
 	st.gw, err = gateway.New(gateway.Config{
-		ID: "demo-gateway", Listener: ln, Certificate: &cert, Logger: log.Named("gateway"),
+		QUIC: gateway.QUICConfig{Conn: h3, TunnelConn: qt},
+		ID:   "demo-gateway", Listener: ln, Certificate: &cert, Logger: log.Named("gateway"),
 		Admin: admin.Config{Listen: opts.Admin}, Version: "demo",
 		Tenants: []gateway.TenantConfig{{Name: tenantName, ConnectorPins: []auth.Pin{pin}}},
 	})
 	if err != nil {
 		ln.Close()
+		h3.Close()
+		qt.Close()
 		return err
 	}
 	st.gwAddr = ln.Addr().String()
@@ -237,7 +270,8 @@ func (st *stack) startConnector(ctx context.Context, cert tls.Certificate, coreA
 	st.conn, err = connector.New(connector.Config{
 		ID: "demo-connector", Tenant: tenantName, Certificate: &cert, Logger: log.Named("connector"),
 		Admin:       admin.Config{Listen: adminAddr},
-		Gateways:    []connector.GatewayConfig{{Address: st.gwAddr, ServerName: "localhost", RootCAs: st.roots}},
+		Transport:   opts.Transport,
+		Gateways:    []connector.GatewayConfig{{Address: st.gwAddr, QUICAddress: st.quicAddr, ServerName: "localhost", RootCAs: st.roots}},
 		TrustBundle: []*x509.Certificate{st.ca.Cert},
 		Services: []connector.ServiceConfig{
 			{Name: "core", PathPrefix: "/", Address: coreAddr},
@@ -296,4 +330,14 @@ func (st *stack) writePKI(dir string) error {
 		return fmt.Errorf("demo: %w", err)
 	}
 	return nil
+}
+
+// tunnelTransport is the transport the connector's sessions use now.
+func (st *stack) tunnelTransport() string {
+	for _, ts := range st.gw.Tenants() {
+		for _, c := range ts.Connectors {
+			return c.Transport
+		}
+	}
+	return "none"
 }

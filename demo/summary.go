@@ -13,17 +13,18 @@ import (
 
 // Summary is what the agents saw during a demo run.
 type Summary struct {
-	Agents      int              `json:"agents"`
-	Transport   string           `json:"transport"`
-	DurationSec float64          `json:"duration_seconds"`
-	RequestsOK  int64            `json:"requests_ok"`
-	Failed      int64            `json:"requests_failed"`
-	RPS         float64          `json:"requests_per_second"`
-	BytesRelay  int64            `json:"bytes_relayed"`
-	P50ms       float64          `json:"latency_p50_ms"`
-	P99ms       float64          `json:"latency_p99_ms"`
-	ByKind      map[string]int64 `json:"requests_by_kind"`
-	Errors      []string         `json:"errors,omitempty"`
+	Agents         int              `json:"agents"`
+	Transport      string           `json:"transport"`
+	AgentTransport string           `json:"agent_transport"`
+	DurationSec    float64          `json:"duration_seconds"`
+	RequestsOK     int64            `json:"requests_ok"`
+	Failed         int64            `json:"requests_failed"`
+	RPS            float64          `json:"requests_per_second"`
+	BytesRelay     int64            `json:"bytes_relayed"`
+	P50ms          float64          `json:"latency_p50_ms"`
+	P99ms          float64          `json:"latency_p99_ms"`
+	ByKind         map[string]int64 `json:"requests_by_kind"`
+	Errors         []string         `json:"errors,omitempty"`
 }
 
 // stats collects the agents' outcomes.
@@ -82,7 +83,7 @@ func (s *stats) progress(ctx context.Context, w io.Writer, start time.Time) {
 
 func (s *stats) summary(o Options, elapsed time.Duration, transport string) *Summary {
 	sum := &Summary{
-		Agents: o.Agents, Transport: transport, DurationSec: elapsed.Seconds(),
+		Agents: o.Agents, Transport: transport, AgentTransport: o.AgentTransport, DurationSec: elapsed.Seconds(),
 		RequestsOK: s.ok.Load(), Failed: s.failed.Load(), BytesRelay: s.bytes.Load(),
 		P50ms: ms(s.lat.Quantile(0.50)), P99ms: ms(s.lat.Quantile(0.99)), ByKind: map[string]int64{},
 	}
@@ -101,7 +102,7 @@ func (s *stats) summary(o Options, elapsed time.Duration, transport string) *Sum
 
 // WriteText prints the summary for people.
 func (s *Summary) WriteText(w io.Writer) {
-	fmt.Fprintf(w, "\nsekisho demo: %d agents for %.1fs, tunnel over %s\n", s.Agents, s.DurationSec, s.Transport)
+	fmt.Fprintf(w, "\nsekisho demo: %d agents (over %s) for %.1fs, tunnel over %s\n", s.Agents, s.AgentTransport, s.DurationSec, s.Transport)
 	fmt.Fprintf(w, "  requests  ok %d  failed %d  (%.0f/s; policy %d, inventory %d, patch %d)\n",
 		s.RequestsOK, s.Failed, s.RPS, s.ByKind["policy"], s.ByKind["inventory"], s.ByKind["patch"])
 	fmt.Fprintf(w, "  relayed   %s through the tunnel\n", mib(s.BytesRelay))

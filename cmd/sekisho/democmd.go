@@ -77,6 +77,8 @@ status is non-zero if any request failed.`,
 	f.BoolVar(&asJSON, "json", false, "print the summary as one JSON object on stdout")
 	f.BoolVar(&verbose, "verbose", false, "show the roles' info logs")
 	f.StringVar(&opts.Admin, "admin", "127.0.0.1:0", `gateway admin listener (status page, metrics); "off" for none`)
+	f.StringVar(&opts.Transport, "transport", "tcp", "tunnel transport: tcp (yamux over TLS) or quic")
+	f.StringVar(&opts.AgentTransport, "agent-transport", "tcp", "agents' transport: tcp (HTTP/1.1, HTTP/2) or quic (HTTP/3)")
 	f.BoolVar(&opts.NoAgents, "no-agents", false, "run no simulated agents: serve for --duration (for sekisho loadgen)")
 	f.StringVar(&opts.PKIDir, "pki-out", "", "write the demo tenant's CA and the gateway's CA here, for sekisho loadgen")
 	return cmd
