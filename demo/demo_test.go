@@ -49,3 +49,16 @@ func TestRunStopsOnCancel(t *testing.T) {
 		t.Fatal("no request succeeded before the cancel")
 	}
 }
+
+func TestRunOverQUIC(t *testing.T) {
+	sum, err := Run(context.Background(), Options{
+		Agents: 3, Duration: time.Second, Interval: 20 * time.Millisecond, PayloadSize: 128 << 10,
+		Transport: "quic", AgentTransport: "quic",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Failed != 0 || sum.RequestsOK == 0 || sum.Transport != "quic" || sum.AgentTransport != "quic" {
+		t.Fatalf("summary %+v", sum)
+	}
+}

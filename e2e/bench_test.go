@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sekisho/sekisho/certs/certstest"
 	"github.com/sekisho/sekisho/connector"
+	"github.com/sekisho/sekisho/gateway"
 )
 
 // The benchmarks put the whole path (agent -> gateway -> tunnel ->
@@ -46,12 +48,20 @@ type paths struct {
 	client          func(direct bool) *http.Client
 }
 
-func setupPaths(b *testing.B, size int64) *paths {
+func setupPaths(b *testing.B, size int64, transport string) *paths {
 	b.Helper()
 	acme := newTenant(b, "acme")
-	w := startGateway(b, nil, acme)
+	tunnels, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := startGateway(b, func(c *gateway.Config) { c.QUIC.TunnelConn = tunnels }, acme)
 	core := startCore(b, benchCore(size))
-	w.startConnector(b, acme, []connector.ServiceConfig{{Name: "core", PathPrefix: "/", Address: core.addr()}}, nil)
+	w.startConnector(b, acme, []connector.ServiceConfig{{Name: "core", PathPrefix: "/", Address: core.addr()}},
+		func(c *connector.Config) {
+			c.Transport = transport
+			c.Gateways[0].QUICAddress = tunnels.LocalAddr().String()
+		})
 	w.waitServed(b, "acme", 2)
 
 	// The direct baseline: the same core behind TLS with the same policy
@@ -89,46 +99,76 @@ func setupPaths(b *testing.B, size int64) *paths {
 	}
 }
 
-// BenchmarkDownload moves one large body on one stream.
+// BenchmarkDownload moves large bodies on 1 and 16 concurrent streams,
+// direct and through the whole path over each tunnel transport.
 func BenchmarkDownload(b *testing.B) {
 	const size = 64 << 20
-	p := setupPaths(b, size)
-	for _, arm := range []struct {
-		name   string
-		direct bool
-	}{{"direct-tls", true}, {"sekisho", false}} {
-		b.Run(arm.name, func(b *testing.B) {
-			c := p.client(arm.direct)
-			base := p.sekisho
-			if arm.direct {
-				base = p.direct
+	paths := map[string]*paths{"tcp": setupPaths(b, size, "tcp"), "quic": setupPaths(b, size, "quic")}
+	for _, streams := range []int{1, 16} {
+		for _, arm := range []struct {
+			name, tunnel string
+			direct       bool
+		}{{"direct-tls", "tcp", true}, {"sekisho-tcp", "tcp", false}, {"sekisho-quic", "quic", false}} {
+			b.Run(fmt.Sprintf("streams=%d/%s", streams, arm.name), func(b *testing.B) {
+				download(b, paths[arm.tunnel], arm.direct, streams, size)
+			})
+		}
+	}
+}
+
+// download runs b.N downloads of size on streams agents in parallel.
+func download(b *testing.B, p *paths, direct bool, streams int, size int64) {
+	base := p.sekisho
+	if direct {
+		base = p.direct
+	}
+	clients := make([]*http.Client, streams)
+	for i := range clients {
+		clients[i] = p.client(direct)
+	}
+	b.SetBytes(size)
+	cpu := startCPU()
+	one := func(c *http.Client, buf []byte) bool {
+		resp, err := c.Get(base + "/big")
+		if err != nil {
+			b.Error(err)
+			return false
+		}
+		n, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{resp.Body}, buf)
+		resp.Body.Close()
+		if err != nil || n != size {
+			b.Errorf("%d bytes, %v", n, err)
+			return false
+		}
+		return true
+	}
+	b.ResetTimer()
+	if streams == 1 {
+		buf := make([]byte, 256<<10)
+		for b.Loop() {
+			if !one(clients[0], buf) {
+				return
 			}
+		}
+	} else {
+		var next atomic.Int64
+		b.SetParallelism((streams + 1) / 2) // × GOMAXPROCS (2) goroutines
+		b.RunParallel(func(pb *testing.PB) {
+			c := clients[int(next.Add(1)-1)%streams]
 			buf := make([]byte, 256<<10)
-			b.SetBytes(size)
-			cpu := startCPU()
-			b.ResetTimer()
-			for b.Loop() {
-				resp, err := c.Get(base + "/big")
-				if err != nil {
-					b.Fatal(err)
-				}
-				n, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{resp.Body}, buf)
-				resp.Body.Close()
-				if err != nil || n != size {
-					b.Fatalf("%d bytes, %v", n, err)
-				}
+			for pb.Next() && one(c, buf) {
 			}
-			// CPU per byte is steadier than MB/s on a shared machine.
-			b.ReportMetric(float64(cpu.elapsed())/float64(int64(b.N)*size), "cpu-ns/B")
 		})
 	}
+	// CPU per byte is steadier than MB/s on a shared machine.
+	b.ReportMetric(float64(cpu.elapsed())/float64(int64(b.N)*size), "cpu-ns/B")
 }
 
 // BenchmarkSmallRequests runs 64 concurrent agents, each on its own
 // keep-alive connection, issuing small requests back to back.
 func BenchmarkSmallRequests(b *testing.B) {
 	const agents = 64
-	p := setupPaths(b, 0)
+	p := setupPaths(b, 0, "tcp")
 	for _, arm := range []struct {
 		name   string
 		direct bool
