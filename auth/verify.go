@@ -16,6 +16,7 @@ var (
 	ErrExpired         = errors.New("certificate expired or not yet valid")
 	ErrWrongKeyUsage   = errors.New("certificate not valid for client authentication")
 	ErrMalformedClient = errors.New("malformed client certificate")
+	ErrRevoked         = errors.New("certificate revoked")
 )
 
 // VerifyAgent verifies an agent's certificate chain (leaf first, as sent in
@@ -88,6 +89,8 @@ func Reason(err error) string {
 		return "wrong_key_usage"
 	case errors.Is(err, ErrMalformedClient):
 		return "malformed"
+	case errors.Is(err, ErrRevoked):
+		return "revoked"
 	case errors.Is(err, ErrUntrusted):
 		return "untrusted"
 	default:

@@ -13,13 +13,22 @@ func (c *Connector) newAdmin() error {
 	if ac.Listen == "" || ac.Off() {
 		return nil
 	}
+	actions, queries := c.deviceActions()
+	acts := map[string]admin.Action{
+		"reload": func(context.Context, []byte) (any, error) { return c.reloadFromSource() },
+	}
+	for name, f := range actions {
+		acts[name] = f
+	}
+	qs := map[string]admin.Query{}
+	for name, f := range queries {
+		qs[name] = f
+	}
 	a, err := admin.New(admin.Options{
 		Config: ac, Gatherer: c.reg, Logger: c.log,
-		Status: func() any { return c.Status() },
-		Ready:  c.Ready,
-		Actions: map[string]func(context.Context) (any, error){
-			"reload": func(context.Context) (any, error) { return c.reloadFromSource() },
-		},
+		Status:  func() any { return c.Status() },
+		Ready:   c.Ready,
+		Actions: acts, Queries: qs,
 	})
 	if err != nil {
 		return err

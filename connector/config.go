@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sekisho/sekisho/auth"
+	"github.com/sekisho/sekisho/certs"
 	"github.com/sekisho/sekisho/internal/admin"
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/tunnel"
@@ -48,6 +49,15 @@ type Config struct {
 	AgentCA AgentCA `yaml:"agent_ca"`
 	// Services the gateways may relay to. At least one.
 	Services []ServiceConfig `yaml:"services"`
+	// Registry is the device registry: a SQLite file, or a postgres://
+	// URL that several connectors of the tenant share. Without one the
+	// connector serves, but enrolls no device and pushes no revocation.
+	DeviceRegistry string `yaml:"registry"`
+	// CA signs agent certificates at enrollment and renewal; it stays on
+	// the LAN side. Its certificate is added to the pushed trust bundle.
+	CA CAConfig `yaml:"ca"`
+	// Enrollment tunes the device lifecycle.
+	Enrollment EnrollmentConfig `yaml:"enrollment"`
 	// Tunnel tunes the sessions.
 	Tunnel tunnel.Config `yaml:"tunnel"`
 	// Timeouts bound each step with a peer.
@@ -71,9 +81,10 @@ type Config struct {
 	Now func() time.Time `yaml:"-"`
 	// Rand drives backoff jitter (values in [0, 1)). Default math/rand.
 	Rand func() float64 `yaml:"-"`
-	// DeviceGroups returns a device's groups, for CONNECT services
-	// restricted to groups. Default: none (such services are refused).
-	DeviceGroups func(ctx context.Context, tenant, device string) ([]string, error) `yaml:"-"`
+	// Store, when set, is the registry instead of Registry.
+	Store auth.Store `yaml:"-"`
+	// SigningCA, when set, signs instead of CA's files.
+	SigningCA *certs.CA `yaml:"-"`
 	// Registry receives the metrics. Default: a new registry with the Go
 	// and process collectors.
 	Registry *prometheus.Registry `yaml:"-"`
@@ -97,6 +108,24 @@ type GatewayConfig struct {
 	CAFile string `yaml:"ca_file"`
 	// RootCAs, when set, replaces CAFile.
 	RootCAs *x509.CertPool `yaml:"-"`
+}
+
+// CAConfig is the CA that signs agent certificates.
+type CAConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// EnrollmentConfig tunes the device lifecycle.
+type EnrollmentConfig struct {
+	// AgentLifetime is how long agent certificates are valid. Default 168h.
+	AgentLifetime time.Duration `yaml:"agent_lifetime"`
+	// RenewGrace is how long after expiry a certificate can still renew
+	// (a PC that was off over a holiday). Default 720h.
+	RenewGrace time.Duration `yaml:"renew_grace"`
+	// PollAfter is what pending devices are told to wait before asking
+	// again. Default 10s.
+	PollAfter time.Duration `yaml:"poll_after"`
 }
 
 // AgentCA names the tenant's agent CA certificates.
@@ -182,6 +211,9 @@ func (c Config) withDefaults() Config {
 		c.Transport = TransportTCP
 	}
 	def(&c.QUICRetry, 30*time.Second)
+	def(&c.Enrollment.AgentLifetime, certs.DefaultAgentLifetime)
+	def(&c.Enrollment.RenewGrace, 30*24*time.Hour)
+	def(&c.Enrollment.PollAfter, 10*time.Second)
 	def(&c.QUICTimeout, 3*time.Second)
 	def(&c.Timeouts.Handshake, 10*time.Second)
 	def(&c.Timeouts.StreamHeader, 10*time.Second)
@@ -232,8 +264,14 @@ func (c *Config) Validate() error {
 	if c.SessionsPerGateway < 0 || c.SessionsPerGateway > 64 {
 		errs = append(errs, config.Fieldf("sessions_per_gateway", "want 1 to 64"))
 	}
-	if len(c.AgentCA.CertFiles) == 0 && len(c.TrustBundle) == 0 {
-		errs = append(errs, config.Fieldf("agent_ca.cert_files", "at least one CA certificate file is required"))
+	if len(c.AgentCA.CertFiles) == 0 && len(c.TrustBundle) == 0 && c.CA.CertFile == "" && c.SigningCA == nil {
+		errs = append(errs, config.Fieldf("agent_ca.cert_files", "at least one CA certificate file is required (or ca)"))
+	}
+	if (c.CA.CertFile == "") != (c.CA.KeyFile == "") {
+		errs = append(errs, config.Fieldf("ca", "cert_file and key_file go together"))
+	}
+	if c.Enrollment.AgentLifetime < 0 || c.Enrollment.RenewGrace < 0 || c.Enrollment.PollAfter < 0 {
+		errs = append(errs, config.Fieldf("enrollment", "durations must not be negative"))
 	}
 	errs = append(errs, validateServices(c.Services)...)
 	if err := c.Tunnel.Validate(); err != nil {

@@ -24,16 +24,19 @@ var Version = "dev"
 
 // Connector keeps tunnels to the gateways and serves their streams.
 type Connector struct {
-	cfg     Config // as started; a reload replaces state, not this
-	log     *zap.Logger
-	cert    tls.Certificate
-	pin     auth.Pin
-	metrics *metrics
-	reg     *prometheus.Registry
-	series  *admin.Series
-	events  *admin.Events
-	admin   *admin.Server
-	started time.Time
+	cfg      Config // as started; a reload replaces state, not this
+	log      *zap.Logger
+	cert     tls.Certificate
+	pin      auth.Pin
+	metrics  *metrics
+	reg      *prometheus.Registry
+	series   *admin.Series
+	events   *admin.Events
+	admin    *admin.Server
+	started  time.Time
+	store    auth.Store // the device registry, or nil
+	ownStore bool       // opened here, so closed here
+	ca       *certs.CA  // signs agent certificates, or nil
 
 	mu       sync.Mutex
 	state    *state             // guarded by mu; read via current()
@@ -67,8 +70,17 @@ func New(cfg Config) (*Connector, error) {
 	if err := c.loadIdentity(); err != nil {
 		return nil, err
 	}
+	var err error
+	if c.ca, err = loadSigningCA(cfg); err != nil {
+		return nil, err
+	}
+	if c.store, err = openRegistry(cfg, c.log); err != nil {
+		return nil, err
+	}
+	c.ownStore = c.store != nil && cfg.Store == nil
 	st, err := c.buildState(cfg, 0)
 	if err != nil {
+		c.closeStore()
 		return nil, err
 	}
 	c.state = st
@@ -94,6 +106,7 @@ func (c *Connector) buildState(cfg Config, prev uint64) (*state, error) {
 	if st.bundle, err = loadBundle(cfg); err != nil {
 		return nil, err
 	}
+	st.bundle = bundleWith(st.bundle, c.ca)
 	for i, sc := range cfg.Services {
 		svc, err := newService(sc, cfg)
 		if err != nil {
@@ -107,6 +120,14 @@ func (c *Connector) buildState(cfg Config, prev uint64) (*state, error) {
 		}
 	}
 	st.snap = buildSnapshot(cfg, st.bundle, max(uint64(cfg.Now().UnixNano()), prev+1))
+	if c.store != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Handshake)
+		defer cancel()
+		st.snap.Version = prev + 1
+		if err := c.registrySnapshot(ctx, st.snap, cfg.Now(), cfg.Enrollment.RenewGrace); err != nil {
+			return nil, err
+		}
+	}
 	return st, nil
 }
 
@@ -206,6 +227,9 @@ func (c *Connector) Run(ctx context.Context) error {
 		certs.ExpiryOptions{Now: c.cfg.Now, Logger: c.log}); err == nil {
 		c.loops.Go(func() { w.Run(ctx) })
 	}
+	if c.store != nil {
+		c.loops.Go(func() { c.watchRegistry(ctx) })
+	}
 	c.reconcile(st.cfg)
 	<-ctx.Done()
 	c.mu.Lock()
@@ -214,7 +238,15 @@ func (c *Connector) Run(ctx context.Context) error {
 	}
 	c.mu.Unlock()
 	c.loops.Wait()
+	c.closeStore()
 	return nil
+}
+
+// closeStore closes the registry when the connector opened it.
+func (c *Connector) closeStore() {
+	if c.ownStore {
+		c.store.Close()
+	}
 }
 
 // Close stops the connector and waits for its goroutines.
@@ -226,7 +258,9 @@ func (c *Connector) Close() error {
 	if cancel != nil {
 		cancel()
 		<-c.done
+		return nil
 	}
+	c.closeStore() // never ran
 	return nil
 }
 

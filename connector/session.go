@@ -179,6 +179,10 @@ func (c *Connector) serveStream(ctx context.Context, st tunnel.Stream, log *zap.
 		log.Warn("bad stream header", zap.Error(err))
 		return
 	}
+	if h.Kind == tunnel.KindEnroll && h.Service == tunnel.EnrollService {
+		c.serveEnroll(ctx, st, h, log)
+		return
+	}
 	svc, status, reason := c.admit(ctx, state, h)
 	if status != tunnel.StatusOK {
 		name := ""
@@ -245,10 +249,7 @@ func (c *Connector) allowed(ctx context.Context, svc *service, device string) (b
 	if len(svc.cfg.Groups) == 0 {
 		return true, ""
 	}
-	if c.cfg.DeviceGroups == nil {
-		return false, "service restricted to groups, and device groups are unknown (no registry)"
-	}
-	groups, err := c.cfg.DeviceGroups(ctx, c.cfg.Tenant, device)
+	groups, err := c.deviceGroups(ctx, device)
 	if err != nil {
 		return false, "device groups: " + err.Error()
 	}

@@ -76,3 +76,11 @@ func (c *Connector) Ready() error {
 	}
 	return errors.New("no gateway session up")
 }
+
+// Snapshot is a copy of the snapshot the connector pushes now.
+func (c *Connector) Snapshot() tunnel.Snapshot {
+	snap := *c.current().snap
+	snap.Revocations = slices.Clone(snap.Revocations)
+	snap.Services = slices.Clone(snap.Services)
+	return snap
+}

@@ -16,8 +16,8 @@ func (s *Server) newAdmin() error {
 		Config: ac, Gatherer: s.reg, Logger: s.log,
 		Status: func() any { return s.Status() },
 		Ready:  s.Ready,
-		Actions: map[string]func(context.Context) (any, error){
-			"reload": func(context.Context) (any, error) { return s.reloadFromSource() },
+		Actions: map[string]admin.Action{
+			"reload": func(context.Context, []byte) (any, error) { return s.reloadFromSource() },
 		},
 	})
 	if err != nil {

@@ -83,10 +83,6 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 // current state and closes those that no longer pass.
 func (s *Server) reverify(t *tenant) {
 	st := t.state.Load()
-	var roots *x509.CertPool // nil: no bundle any more, every agent fails
-	if st != nil {
-		roots = st.roots
-	}
 	t.mu.Lock()
 	conns := make([]liveConn, 0, len(t.conns))
 	for _, c := range t.conns {
@@ -97,7 +93,7 @@ func (s *Server) reverify(t *tenant) {
 	now := s.cfg.Now()
 	for _, c := range conns {
 		chain := c.peer()
-		if _, err := auth.VerifyAgent(chain, t.name, roots, now); err != nil {
+		if _, err := st.verify(chain, t.name, now); err != nil {
 			p, _ := auth.PrincipalOf(chain[0])
 			s.log.Info("agent connection closed", zap.String("tenant", t.name), zap.String("device_id", p.DeviceID),
 				zap.String("remote_addr", c.remote()), zap.String("transport", c.transport()),

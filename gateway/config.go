@@ -156,6 +156,11 @@ type Limits struct {
 	// MaxRequestsPerDevice bounds one device's concurrent requests; more get
 	// 429. Default 32.
 	MaxRequestsPerDevice int `yaml:"max_requests_per_device"`
+	// EnrollPerSource and EnrollPerTenant bound enrollment requests per
+	// minute from one address and for one tenant; more get 429. Defaults
+	// 30 and 600.
+	EnrollPerSource int `yaml:"enroll_per_source"`
+	EnrollPerTenant int `yaml:"enroll_per_tenant"`
 	// MaxConnectsPerDevice bounds one device's concurrent CONNECT streams
 	// (raw TCP services); more get 429. Default 8.
 	MaxConnectsPerDevice int `yaml:"max_connects_per_device"`
@@ -218,6 +223,8 @@ func (c Config) withDefaults() Config {
 	defInt(&l.MaxHeaderBytes, 64<<10)
 	defInt(&l.MaxRequestsPerDevice, 32)
 	defInt(&l.MaxConnectsPerDevice, 8)
+	defInt(&l.EnrollPerSource, 30)
+	defInt(&l.EnrollPerTenant, 600)
 	defInt(&l.MaxIdleStreams, 256)
 	c.Tunnel = c.Tunnel.WithDefaults()
 	if c.Logger == nil {

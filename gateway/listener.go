@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -89,6 +90,12 @@ func (s *Server) handshake(c net.Conn) {
 	case certs.ACMETLSALPN:
 		tc.Close() // the CA saw the challenge certificate; nothing more here
 		return
+	case EnrollALPN:
+		s.metrics.handshakes.WithLabelValues("enroll", "ok", "").Inc()
+		if !s.enroll.ln.push(&enrollConn{Conn: tc, state: tc.ConnectionState()}) {
+			tc.Close()
+		}
+		return
 	case tunnelALPN:
 		s.metrics.handshakes.WithLabelValues("connector", "ok", "").Inc()
 		s.serveTunnel(s.ctx, tc, release)
@@ -151,6 +158,10 @@ func (s *Server) configForClient(hello *tls.ClientHelloInfo) (*tls.Config, error
 		s.offered.Store(hello.Conn, "connector")
 		return s.tunnels, nil
 	}
+	if slices.Contains(hello.SupportedProtos, EnrollALPN) {
+		s.offered.Store(hello.Conn, "enroll")
+		return s.enrollTC, nil
+	}
 	s.offered.Store(hello.Conn, "agent")
 	return s.agents, nil
 }
@@ -175,7 +186,7 @@ func (s *Server) verifyAgent(cs tls.ConnectionState) error {
 	if st == nil {
 		return fmt.Errorf("%w: %q has no snapshot yet", auth.ErrUnknownTenant, name)
 	}
-	_, err = auth.VerifyAgent(cs.PeerCertificates, name, st.roots, s.cfg.Now())
+	_, err = st.verify(cs.PeerCertificates, name, s.cfg.Now())
 	return err
 }
 

@@ -22,6 +22,7 @@ type metrics struct {
 	snapshots      *prometheus.CounterVec
 	sessionsOpened *prometheus.CounterVec
 	reloads        *prometheus.CounterVec
+	enrollments    *prometheus.CounterVec
 
 	// Totals for the status page, cheaper to read than the vectors.
 	totalRequests, totalErrors, totalRelayed atomic.Int64
@@ -70,9 +71,13 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			Name: "sekisho_gateway_reloads_total",
 			Help: "Configuration reloads by result.",
 		}, []string{"result"}),
+		enrollments: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sekisho_gateway_enrollments_total",
+			Help: "Enrollment requests by tenant, operation (enroll, poll, renew) and result.",
+		}, []string{"tenant", "op", "result"}),
 	}
 	reg.MustRegister(m.handshakes, m.requests, m.bytes, m.streamsOpened, m.streamRefusals, m.budgetRefusals,
-		m.unavailable, m.snapshots, m.sessionsOpened, m.reloads, &stateCollector{s: s})
+		m.unavailable, m.snapshots, m.sessionsOpened, m.reloads, m.enrollments, &stateCollector{s: s})
 	return m
 }
 

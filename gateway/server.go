@@ -32,8 +32,11 @@ type Server struct {
 	agents   *tls.Config
 	tunnels  *tls.Config
 	certs    certs.Source
-	httpLn   net.Listener   // HTTP-01 and redirects, when configured
-	h3       *http3.Server  // agents over QUIC, when configured
+	httpLn   net.Listener  // HTTP-01 and redirects, when configured
+	h3       *http3.Server // agents over QUIC, when configured
+	enroll   *webServer    // the enrollment endpoint
+	enrollTC *tls.Config   // its TLS policy
+	enrollRL *rateLimits
 	altSvc   string         // Alt-Svc advertising h3 on TCP responses
 	devices  *deviceLimiter // concurrent requests per device
 	connects *deviceLimiter // concurrent CONNECT streams per device
@@ -114,6 +117,7 @@ func New(cfg Config) (*Server, error) {
 	s.metrics = newMetrics(s.reg, s)
 	s.series = admin.NewSeries(2*time.Second, 300, s.counters)
 	s.reload = cfg.ReloadSource
+	s.enrollRL = newRateLimits(float64(cfg.Limits.EnrollPerSource), float64(cfg.Limits.EnrollPerTenant))
 	s.gen = s.newGeneration(cfg, nil, nil)
 	s.web = s.newWebServer(cfg.Limits)
 	if err := s.newAdmin(); err != nil {
@@ -193,6 +197,8 @@ func (s *Server) buildTLS() error {
 	s.tunnels.SessionTicketsDisabled = true
 	s.tunnels.VerifyConnection = s.verifyConnector
 
+	s.enrollTC = s.enrollTLS(s.agents)
+
 	s.tlsConf = certs.ServerConfig(curves)
 	s.tlsConf.GetCertificate = src.GetCertificate
 	s.tlsConf.GetConfigForClient = s.configForClient
@@ -238,6 +244,8 @@ func (s *Server) Run(ctx context.Context) error {
 	g := s.gen
 	s.mu.Unlock()
 	s.startWeb(s.web)
+	s.enroll = s.newEnrollServer()
+	s.startWeb(s.enroll)
 	if s.admin != nil {
 		s.wg.Go(func() {
 			if err := s.admin.Run(s.ctx); err != nil {

@@ -39,6 +39,8 @@ type state struct {
 	cas      []*x509.Certificate
 	routes   []route
 	connect  map[string]*tunnel.Service // raw TCP services by name
+	revoked  map[string]bool            // serials, lowercase hex
+	revokedD map[string]bool            // device ids
 	received time.Time
 }
 
@@ -118,6 +120,14 @@ func (t *tenant) build(snap *tunnel.Snapshot, now time.Time) (*state, error) {
 		return nil, err
 	}
 	st.routes = routes
+	st.revoked = make(map[string]bool, len(snap.Revocations))
+	st.revokedD = make(map[string]bool, len(snap.Revocations))
+	for _, r := range snap.Revocations {
+		st.revoked[strings.ToLower(r.Serial)] = true
+		if r.DeviceID != "" {
+			st.revokedD[r.DeviceID] = true
+		}
+	}
 	st.connect = map[string]*tunnel.Service{}
 	for i := range snap.Services {
 		if svc := &snap.Services[i]; svc.Connect {
@@ -282,4 +292,21 @@ func (st *state) earliestExpiry() (time.Time, bool) {
 		}
 	}
 	return first, !first.IsZero()
+}
+
+// verify checks an agent's chain against the state: the tenant's bundle,
+// then the revocations.
+func (st *state) verify(chain []*x509.Certificate, tenant string, now time.Time) (auth.Principal, error) {
+	var roots *x509.CertPool // nil: no bundle, everything fails closed
+	if st != nil {
+		roots = st.roots
+	}
+	p, err := auth.VerifyAgent(chain, tenant, roots, now)
+	if err != nil {
+		return p, err
+	}
+	if serial := auth.SerialHex(chain[0].SerialNumber); st.revoked[serial] || st.revokedD[p.DeviceID] {
+		return p, fmt.Errorf("%w: device %s, serial %s", auth.ErrRevoked, p.DeviceID, serial)
+	}
+	return p, nil
 }

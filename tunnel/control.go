@@ -77,6 +77,20 @@ type Snapshot struct {
 	// TrustBundle holds the DER certificates of the tenant's agent CAs.
 	TrustBundle [][]byte  `json:"trust_bundle"`
 	Services    []Service `json:"services"`
+	// Revocations lists revoked agent certificates that are not yet past
+	// their expiry plus the renewal grace period. The gateway refuses them
+	// at the handshake and closes their live connections.
+	Revocations []Revocation `json:"revocations,omitempty"`
+}
+
+// Revocation is one revoked agent certificate. Device ids are never
+// reused, so the gateway refuses every certificate of a revoked device,
+// also ones issued before its last renewal.
+type Revocation struct {
+	// Serial is the certificate's serial number in lowercase hex.
+	Serial   string    `json:"serial"`
+	DeviceID string    `json:"device_id,omitempty"`
+	NotAfter time.Time `json:"not_after"`
 }
 
 // Service is a tenant's service as the gateway needs to know it. The

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -42,12 +44,22 @@ type Options struct {
 	Status func() any
 	// Ready returns nil when the role should receive traffic.
 	Ready func() error
-	// Actions are POST /api/{name} endpoints; each requires the token.
-	Actions map[string]func(context.Context) (any, error)
+	// Actions are POST /api/{name} endpoints taking a JSON body (at most
+	// 64 KiB); each requires the token.
+	Actions map[string]Action
+	// Queries are GET /api/{name} endpoints that show more than status
+	// (devices, tokens); each requires the token too.
+	Queries map[string]Query
 	Logger  *zap.Logger
 	// Listener, when set, is used instead of listening on Config.Listen.
 	Listener net.Listener
 }
+
+// Action changes something; body is the request's JSON.
+type Action func(ctx context.Context, body []byte) (any, error)
+
+// Query reads something not everyone may see.
+type Query func(ctx context.Context, q url.Values) (any, error)
 
 // Server is a role's admin HTTP server.
 type Server struct {
@@ -93,7 +105,8 @@ func (s *Server) routes() http.Handler {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))
 	}
 	mux.HandleFunc("GET /api/status", s.status)
-	mux.HandleFunc("POST /api/{action}", s.action)
+	mux.HandleFunc("POST /api/{action...}", s.action)
+	mux.HandleFunc("GET /api/{query...}", s.query)
 	mux.Handle("GET /", uiHandler())
 	if s.opts.Config.Pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
@@ -129,26 +142,63 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 
 // action runs an authenticated POST /api/{action}.
 func (s *Server) action(w http.ResponseWriter, r *http.Request) {
-	f := s.opts.Actions[r.PathValue("action")]
+	name := r.PathValue("action")
+	f := s.opts.Actions[name]
 	if f == nil {
 		http.NotFound(w, r)
 		return
 	}
-	if !s.authorized(r) {
-		s.opts.Logger.Warn("admin action refused", zap.String("action", r.PathValue("action")),
-			zap.String("remote_addr", r.RemoteAddr), zap.String("reason", "bad or missing token"))
-		w.Header().Set("WWW-Authenticate", `Bearer realm="sekisho-admin"`)
-		http.Error(w, "forbidden", http.StatusForbidden)
+	if !s.allow(w, r, name) {
 		return
 	}
-	out, err := f(r.Context())
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err != nil {
+		http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	out, err := f(r.Context(), body)
+	s.answer(w, out, err)
+}
+
+// query runs an authenticated GET /api/{query}.
+func (s *Server) query(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("query")
+	f := s.opts.Queries[name]
+	if f == nil {
+		http.NotFound(w, r)
+		return
+	}
+	if !s.allow(w, r, name) {
+		return
+	}
+	out, err := f(r.Context(), r.URL.Query())
+	s.answer(w, out, err)
+}
+
+// allow checks the token and answers 403 when it is wrong.
+func (s *Server) allow(w http.ResponseWriter, r *http.Request, name string) bool {
+	if s.authorized(r) {
+		return true
+	}
+	s.opts.Logger.Warn("admin request refused", zap.String("endpoint", name),
+		zap.String("remote_addr", r.RemoteAddr), zap.String("reason", "bad or missing token"))
+	w.Header().Set("WWW-Authenticate", `Bearer realm="sekisho-admin"`)
+	http.Error(w, "forbidden", http.StatusForbidden)
+	return false
+}
+
+// answer writes a JSON result, or {"error"} with 422.
+func (s *Server) answer(w http.ResponseWriter, out any, err error) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	if err != nil {
 		w.WriteHeader(http.StatusUnprocessableEntity)
 		json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
 		return
 	}
-	json.NewEncoder(w).Encode(out)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(out)
 }
 
 // authorized compares the bearer token in constant time; without a

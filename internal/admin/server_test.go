@@ -110,12 +110,12 @@ func writeToken(t *testing.T, content string) string {
 func TestActions(t *testing.T) {
 	const token = "0123456789abcdef-secret"
 	var calls atomic.Int64
-	actions := map[string]func(context.Context) (any, error){
-		"reload": func(context.Context) (any, error) {
+	actions := map[string]Action{
+		"reload": func(context.Context, []byte) (any, error) {
 			calls.Add(1)
 			return map[string]any{"reloaded": true, "version": 3}, nil
 		},
-		"fail": func(context.Context) (any, error) {
+		"fail": func(context.Context, []byte) (any, error) {
 			calls.Add(1)
 			return nil, errors.New("bad config: line 3")
 		},

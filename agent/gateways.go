@@ -1,0 +1,97 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// Client talks to the gateways with the device certificate. It dials them
+// in order, sticking to the last one that worked and moving to the next
+// when a dial or handshake fails. The certificate can be swapped while the
+// client is in use (SetCertificate): new connections present the new one.
+type Client struct {
+	dialer   *dialer
+	cert     atomic.Pointer[tls.Certificate]
+	sessions atomic.Pointer[sessionCache]
+
+	transport *http.Transport
+	http      *http.Client
+}
+
+// sessionCache wraps a TLS session cache so that it can be swapped
+// atomically: TLS 1.3 resumption would otherwise carry on the identity of
+// the certificate a session was made with.
+type sessionCache struct{ tls.ClientSessionCache }
+
+// NewClient returns a client for cfg's gateways that presents cert.
+func NewClient(cfg Config, cert tls.Certificate) (*Client, error) {
+	if len(cert.Certificate) == 0 || cert.PrivateKey == nil {
+		return nil, errors.New("new gateway client: no certificate")
+	}
+	cfg = cfg.withDefaults()
+	d, err := newDialer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{dialer: d}
+	c.SetCertificate(cert)
+	c.transport = &http.Transport{
+		DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			conn, _, err := c.dial(ctx, alpnH2, alpnHTTP1)
+			return conn, err
+		},
+		ForceAttemptHTTP2:   true,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     90 * time.Second,
+		// Proxy stays nil: the gateways are dialed directly, whatever the
+		// environment says.
+	}
+	c.http = &http.Client{
+		Transport: c.transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+	return c, nil
+}
+
+// HTTPClient returns a client whose every request goes to the gateways,
+// whatever its URL's host: that host is sent as the Host header (the
+// gateway routes by Host and path to the tenant's services) and keys the
+// connection pool. Redirects are not followed: a redirect's target would
+// be sent to the gateways too.
+func (c *Client) HTTPClient() *http.Client { return c.http }
+
+// Certificate returns the certificate presented on new connections.
+func (c *Client) Certificate() *tls.Certificate { return c.cert.Load() }
+
+// SetCertificate makes new connections present cert. Connections already
+// open keep the certificate they were made with; idle ones are closed.
+func (c *Client) SetCertificate(cert tls.Certificate) {
+	c.cert.Store(&cert)
+	c.sessions.Store(&sessionCache{tls.NewLRUClientSessionCache(64)})
+	if c.transport != nil {
+		c.transport.CloseIdleConnections()
+	}
+}
+
+// Gateway returns the address of the gateway that worked last.
+func (c *Client) Gateway() string { return c.dialer.address() }
+
+// CloseIdleConnections closes the idle connections of HTTPClient.
+func (c *Client) CloseIdleConnections() { c.transport.CloseIdleConnections() }
+
+// dial opens a connection for the agent protocols with the device
+// certificate.
+func (c *Client) dial(ctx context.Context, protos ...string) (*tls.Conn, *gateway, error) {
+	return c.dialer.dial(ctx, dialOptions{
+		protos:   protos,
+		cert:     c.Certificate,
+		sessions: c.sessions.Load(),
+	})
+}
