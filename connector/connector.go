@@ -54,6 +54,7 @@ type state struct {
 	cfg      Config
 	services map[string]*service
 	bundle   []*x509.Certificate
+	ca       *certs.CA // signs agent certificates (rolled over by a reload), or nil
 	snap     *tunnel.Snapshot
 	changed  chan struct{} // closed when this state is replaced
 }
@@ -71,9 +72,6 @@ func New(cfg Config) (*Connector, error) {
 		return nil, err
 	}
 	var err error
-	if c.ca, err = loadSigningCA(cfg); err != nil {
-		return nil, err
-	}
 	if c.store, err = openRegistry(cfg, c.log); err != nil {
 		return nil, err
 	}
@@ -106,7 +104,10 @@ func (c *Connector) buildState(cfg Config, prev uint64) (*state, error) {
 	if st.bundle, err = loadBundle(cfg); err != nil {
 		return nil, err
 	}
-	st.bundle = bundleWith(st.bundle, c.ca)
+	if st.ca, err = loadSigningCA(cfg); err != nil {
+		return nil, err
+	}
+	st.bundle = bundleWith(st.bundle, st.ca)
 	for i, sc := range cfg.Services {
 		svc, err := newService(sc, cfg)
 		if err != nil {

@@ -37,7 +37,7 @@ type enrollment struct {
 // serveEnroll answers an enrollment stream: one request, one answer.
 func (c *Connector) serveEnroll(ctx context.Context, st tunnel.Stream, h *tunnel.Header, log *zap.Logger) {
 	to := c.current().cfg.Timeouts
-	if c.store == nil || c.ca == nil {
+	if c.store == nil || c.current().ca == nil {
 		c.refuse(st, tunnel.StatusUnavailable, "enrollment needs a registry and a CA", tunnel.EnrollService, to.StreamHeader)
 		return
 	}
@@ -224,7 +224,7 @@ func (c *Connector) checkPresented(chainDER [][]byte) (*x509.Certificate, error)
 // issue signs a certificate for the device's key and records it.
 func (c *Connector) issue(ctx context.Context, id string, csr *x509.CertificateRequest, now time.Time) (*tunnel.EnrollAnswer, error) {
 	cfg := c.current().cfg.Enrollment
-	leaf, err := c.ca.IssueAgent(certs.AgentRequest{DeviceID: id, PublicKey: csr.PublicKey, Lifetime: cfg.AgentLifetime, Now: now})
+	leaf, err := c.current().ca.IssueAgent(certs.AgentRequest{DeviceID: id, PublicKey: csr.PublicKey, Lifetime: cfg.AgentLifetime, Now: now})
 	if err != nil {
 		return nil, err
 	}

@@ -9,11 +9,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go/http3"
 
-	"github.com/sekisho/sekisho/certs"
+	sekagent "github.com/sekisho/sekisho/agent"
+	"github.com/sekisho/sekisho/connector"
 )
 
 // agent is a simulated remote PC: it fetches its policy, uploads its
@@ -24,30 +27,59 @@ type agent struct {
 	base   string
 }
 
-func (st *stack) newAgent(id string, h2 bool, transport string) (*agent, error) {
-	key, err := certs.NewKey()
+// enrollAgents enrolls every agent through the gateway, as real PCs do:
+// one token for all, a key made per agent, a certificate from the
+// connector's CA.
+func (st *stack) enrollAgents(ctx context.Context, opts Options) ([]*agent, error) {
+	tok, err := st.conn.CreateToken(ctx, connector.TokenRequest{TTL: time.Hour, Uses: opts.Agents, CreatedBy: "demo"})
 	if err != nil {
 		return nil, err
 	}
-	leaf, err := st.ca.IssueAgent(certs.AgentRequest{DeviceID: id, PublicKey: key.Public(), Now: time.Now()})
+	agents := make([]*agent, opts.Agents)
+	errs := make([]error, opts.Agents)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := range opts.Agents {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			agents[i], errs[i] = st.enrollAgent(ctx, fmt.Sprintf("pc-%04d", i+1), tok.Token, i%2 == 0, opts.AgentTransport)
+		})
+	}
+	wg.Wait()
+	return agents, errors.Join(errs...)
+}
+
+func (st *stack) enrollAgent(ctx context.Context, host, token string, h2 bool, transport string) (*agent, error) {
+	cfg := sekagent.Config{StateDir: filepath.Join(st.dir, host),
+		Gateways: []sekagent.GatewayConfig{{Address: st.gwAddr, ServerName: "localhost", RootCAs: st.roots}}}
+	e, err := sekagent.Enroll(ctx, cfg, token, sekagent.EnrollInfo{Hostname: host})
+	if err != nil {
+		return nil, fmt.Errorf("enroll %s: %w", host, err)
+	}
+	id, err := sekagent.LoadIdentity(cfg.StateDir)
 	if err != nil {
 		return nil, err
 	}
+	return st.newAgent(e.DeviceID, id.TLSCertificate(), h2, transport), nil
+}
+
+func (st *stack) newAgent(id string, cert tls.Certificate, h2 bool, transport string) *agent {
 	conf := &tls.Config{
 		RootCAs: st.roots, ServerName: "localhost", MinVersion: tls.VersionTLS13,
-		Certificates: []tls.Certificate{certs.TLSCertificate(leaf, key)},
+		Certificates: []tls.Certificate{cert},
 	}
 	if transport == "quic" {
 		tr := &http3.Transport{TLSClientConfig: conf}
 		st.transport = append(st.transport, h3Closer{tr})
-		return &agent{id: id, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, base: "https://" + st.h3Addr}, nil
+		return &agent{id: id, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, base: "https://" + st.h3Addr}
 	}
 	if !h2 {
 		conf.NextProtos = []string{"http/1.1"}
 	}
 	tr := &http.Transport{TLSClientConfig: conf, ForceAttemptHTTP2: h2, MaxIdleConnsPerHost: 4}
 	st.transport = append(st.transport, tr)
-	return &agent{id: id, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, base: "https://" + st.gwAddr}, nil
+	return &agent{id: id, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, base: "https://" + st.gwAddr}
 }
 
 // h3Closer closes an HTTP/3 transport's connections with the demo.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -121,19 +122,20 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if opts.OnGateway != nil {
 		opts.OnGateway(st.gwAddr)
 	}
+	var agents []*agent
+	enrollStart := time.Now()
+	if !opts.NoAgents {
+		if agents, err = st.enrollAgents(ctx, opts); err != nil {
+			return nil, err
+		}
+	}
+	enrolled := time.Since(enrollStart)
 	runCtx, cancel := context.WithTimeout(ctx, opts.Duration)
 	defer cancel()
 	stats := newStats()
 	start := time.Now()
 	var wg sync.WaitGroup
-	for i := range opts.Agents {
-		if opts.NoAgents {
-			break
-		}
-		a, err := st.newAgent(fmt.Sprintf("pc-%04d", i+1), i%2 == 0, opts.AgentTransport)
-		if err != nil {
-			return nil, err
-		}
+	for _, a := range agents {
 		wg.Go(func() { a.run(runCtx, opts.Interval, stats) })
 	}
 	if opts.Progress != nil && !opts.NoAgents {
@@ -141,7 +143,9 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	}
 	wg.Wait()
 	<-runCtx.Done()
-	return stats.summary(opts, time.Since(start), st.tunnelTransport()), nil
+	sum := stats.summary(opts, time.Since(start), st.tunnelTransport())
+	sum.Enrolled, sum.EnrollSeconds = len(agents), enrolled.Seconds()
+	return sum, nil
 }
 
 // stack is every role of the demo, running.
@@ -153,6 +157,7 @@ type stack struct {
 	ca        *certs.CA
 	roots     *x509.CertPool
 	gwCA      *x509.Certificate
+	dir       string // the registry and the agents' state, removed at the end
 	gwAddr    string
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -215,7 +220,7 @@ func (st *stack) gatewayCert(now time.Time) (tls.Certificate, error) {
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	leaf, err := pub.IssueServer(key.Public(), []string{"localhost", "127.0.0.1"}, now, 24*time.Hour)
+	leaf, err := pub.IssueServer(key.Public(), []string{"localhost", "127.0.0.1"}, now, 90*24*time.Hour)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
@@ -244,8 +249,9 @@ func (st *stack) startGateway(ctx context.Context, cert tls.Certificate, pin aut
 	}
 	st.h3Addr, st.quicAddr = h3.LocalAddr().String(), qt.LocalAddr().String()
 	st.gw, err = gateway.New(gateway.Config{
-		QUIC: gateway.QUICConfig{Conn: h3, TunnelConn: qt},
-		ID:   "demo-gateway", Listener: ln, Certificate: &cert, Logger: log.Named("gateway"),
+		QUIC:   gateway.QUICConfig{Conn: h3, TunnelConn: qt},
+		Limits: gateway.Limits{EnrollPerSource: 100000}, // every demo agent is 127.0.0.1
+		ID:     "demo-gateway", Listener: ln, Certificate: &cert, Logger: log.Named("gateway"),
 		Admin: admin.Config{Listen: opts.Admin}, Version: "demo",
 		Tenants: []gateway.TenantConfig{{Name: tenantName, ConnectorPins: []auth.Pin{pin}}},
 	})
@@ -266,9 +272,14 @@ func (st *stack) startConnector(ctx context.Context, cert tls.Certificate, coreA
 	if opts.Admin != "off" {
 		adminAddr = "127.0.0.1:0"
 	}
-	var err error
+	dir, err := os.MkdirTemp("", "sekisho-demo-")
+	if err != nil {
+		return err
+	}
+	st.dir = dir
 	st.conn, err = connector.New(connector.Config{
 		ID: "demo-connector", Tenant: tenantName, Certificate: &cert, Logger: log.Named("connector"),
+		DeviceRegistry: filepath.Join(dir, "registry.db"), SigningCA: st.ca,
 		Admin:       admin.Config{Listen: adminAddr},
 		Transport:   opts.Transport,
 		Gateways:    []connector.GatewayConfig{{Address: st.gwAddr, QUICAddress: st.quicAddr, ServerName: "localhost", RootCAs: st.roots}},
@@ -316,6 +327,9 @@ func (st *stack) close() {
 		st.coreSrv.Close()
 	}
 	st.wg.Wait()
+	if st.dir != "" {
+		os.RemoveAll(st.dir)
+	}
 }
 
 // writePKI writes the demo tenant's CA and the gateway's CA certificate.

@@ -14,6 +14,8 @@ import (
 // Summary is what the agents saw during a demo run.
 type Summary struct {
 	Agents         int              `json:"agents"`
+	Enrolled       int              `json:"enrolled"`
+	EnrollSeconds  float64          `json:"enroll_seconds"`
 	Transport      string           `json:"transport"`
 	AgentTransport string           `json:"agent_transport"`
 	DurationSec    float64          `json:"duration_seconds"`
@@ -103,6 +105,8 @@ func (s *stats) summary(o Options, elapsed time.Duration, transport string) *Sum
 // WriteText prints the summary for people.
 func (s *Summary) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "\nsekisho demo: %d agents (over %s) for %.1fs, tunnel over %s\n", s.Agents, s.AgentTransport, s.DurationSec, s.Transport)
+	fmt.Fprintf(w, "  enrolled  %d agents through the gateway in %.2fs (keys made on each, certificates from the connector's CA)\n",
+		s.Enrolled, s.EnrollSeconds)
 	fmt.Fprintf(w, "  requests  ok %d  failed %d  (%.0f/s; policy %d, inventory %d, patch %d)\n",
 		s.RequestsOK, s.Failed, s.RPS, s.ByKind["policy"], s.ByKind["inventory"], s.ByKind["patch"])
 	fmt.Fprintf(w, "  relayed   %s through the tunnel\n", mib(s.BytesRelay))

@@ -241,10 +241,13 @@ func (l *rateLimits) allow(key string) bool {
 	}
 	b := l.buckets[key]
 	if b == nil {
-		lim, burst := l.perSource, l.burst
+		// Bursts of ten seconds' worth (at least 5), so a quick flurry
+		// within the rate is not refused.
+		lim := l.perSource
 		if len(key) > 7 && key[:7] == "tenant " {
-			lim, burst = l.perTenant, max(l.burst, int(l.perTenant*60)/2)
+			lim = l.perTenant
 		}
+		burst := max(l.burst, int(float64(lim)*10))
 		b = &bucket{lim: rate.NewLimiter(lim, burst)}
 		l.buckets[key] = b
 	}

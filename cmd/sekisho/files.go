@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/sekisho/sekisho/agent"
 	"github.com/sekisho/sekisho/connector"
 	"github.com/sekisho/sekisho/gateway"
 	"github.com/sekisho/sekisho/internal/config"
@@ -23,6 +25,7 @@ const (
 const (
 	roleGateway   = "gateway"
 	roleConnector = "connector"
+	roleAgent     = "agent"
 )
 
 // gatewayFile is a gateway's config file.
@@ -64,6 +67,32 @@ func logErr(l logConfig) error {
 		return config.Field("log", err)
 	}
 	return nil
+}
+
+// agentFile is an agent's config file.
+type agentFile struct {
+	Role         string    `yaml:"role"`
+	Log          logConfig `yaml:"log"`
+	agent.Config `yaml:",inline"`
+}
+
+// Validate checks the file's own keys, then the agent's.
+func (f *agentFile) Validate() error {
+	return errors.Join(checkRole(f.Role, roleAgent), logErr(f.Log), f.Config.Validate())
+}
+
+// loadAgent reads and checks an agent config file.
+func loadAgent(path string) (*agentFile, error) {
+	var f agentFile
+	if err := config.Load(path, &f); err != nil {
+		return nil, err
+	}
+	ps := []*string{&f.StateDir}
+	for i := range f.Gateways {
+		ps = append(ps, &f.Gateways[i].CAFile)
+	}
+	resolvePaths(path, ps...)
+	return &f, nil
 }
 
 // loadGateway reads and checks a gateway config file.
@@ -115,7 +144,7 @@ func peekRole(path string) (string, error) {
 		return "", fmt.Errorf("%s: %w", path, err)
 	}
 	if doc.Role == "" {
-		return "", fmt.Errorf("%s:1: role: required (gateway or connector)", path)
+		return "", fmt.Errorf("%s:1: role: required (gateway, connector or agent)", path)
 	}
 	return doc.Role, nil
 }
@@ -131,8 +160,10 @@ func checkFile(path string) (role string, err error) {
 		_, err = loadGateway(path)
 	case roleConnector:
 		_, err = loadConnector(path)
+	case roleAgent:
+		_, err = loadAgent(path)
 	default:
-		err = fmt.Errorf("%s: role: unknown role %q (want gateway or connector)", path, role)
+		err = fmt.Errorf("%s: role: unknown role %q (want gateway, connector or agent)", path, role)
 	}
 	return role, err
 }
@@ -156,7 +187,10 @@ func (f *gatewayFile) resolve(path string) {
 }
 
 func (f *connectorFile) resolve(path string) {
-	ps := []*string{&f.KeyFile, &f.Admin.TokenFile}
+	ps := []*string{&f.KeyFile, &f.Admin.TokenFile, &f.CA.CertFile, &f.CA.KeyFile}
+	if f.DeviceRegistry != "" && !strings.Contains(f.DeviceRegistry, "://") && !strings.HasPrefix(f.DeviceRegistry, "sqlite:") {
+		ps = append(ps, &f.DeviceRegistry)
+	}
 	for i := range f.Gateways {
 		ps = append(ps, &f.Gateways[i].CAFile)
 	}
