@@ -202,7 +202,10 @@ func (c *Control) Send(t MsgType, v any) error {
 	return nil
 }
 
-// chunkWriter writes at most BufferSize bytes at a time. yamux sends one
+// controlChunk is the most chunkWriter writes at a time.
+const controlChunk = 64 << 10
+
+// chunkWriter writes at most controlChunk bytes at a time. yamux sends one
 // write as one frame of up to the stream window, and each frame must be
 // on the wire within Config.WriteTimeout: a snapshot written whole would
 // fail on a slow but healthy link, and hold keepalive pings behind it.
@@ -214,7 +217,7 @@ type chunkWriter struct {
 func (c *chunkWriter) Write(p []byte) (int, error) {
 	var n int
 	for n < len(p) {
-		m, err := c.w.Write(p[n:min(len(p), n+BufferSize)])
+		m, err := c.w.Write(p[n:min(len(p), n+controlChunk)])
 		n += m
 		c.n += int64(m)
 		if err != nil {

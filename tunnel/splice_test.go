@@ -11,6 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/sekisho/sekisho/internal/splice"
 	"github.com/sekisho/sekisho/tunnel"
 	"github.com/sekisho/sekisho/tunnel/tunneltest"
 )
@@ -34,12 +35,12 @@ var spliceEnds = []end{
 	}},
 }
 
-// splice runs tunnel.Splice(a, b, idle) in a goroutine.
+// splice runs splice.Run(a, b, splice.Config{Idle: idle, HalfClose: true}) in a goroutine.
 type spliceResult struct{ aToB, bToA int64 }
 
 func startSplice(a, b net.Conn, idle time.Duration) <-chan result[spliceResult] {
 	return async(func() (spliceResult, error) {
-		ab, ba, err := tunnel.Splice(a, b, idle)
+		ab, ba, err := splice.Run(a, b, splice.Config{Idle: idle, HalfClose: true})
 		return spliceResult{ab, ba}, err
 	})
 }
@@ -195,8 +196,8 @@ func TestSpliceIdle(t *testing.T) {
 			defer x.Close()
 			defer y.Close()
 			start := time.Now()
-			aToB, bToA, err := tunnel.Splice(a, b, idle)
-			if !errors.Is(err, tunnel.ErrIdle) || aToB != 0 || bToA != 0 {
+			aToB, bToA, err := splice.Run(a, b, splice.Config{Idle: idle, HalfClose: true})
+			if !errors.Is(err, splice.ErrIdle) || aToB != 0 || bToA != 0 {
 				t.Errorf("got %d, %d, %v; want 0, 0, ErrIdle", aToB, bToA, err)
 			}
 			if d := time.Since(start); d != idle {
@@ -234,7 +235,7 @@ func TestSpliceIdle(t *testing.T) {
 				}()
 				received := async(func() (int64, error) { return io.Copy(io.Discard, dst) })
 				start := time.Now()
-				aToB, bToA, err := tunnel.Splice(a, b, idle)
+				aToB, bToA, err := splice.Run(a, b, splice.Config{Idle: idle, HalfClose: true})
 				if err != nil {
 					t.Errorf("splice: %v after %v", err, time.Since(start))
 				}
@@ -261,7 +262,7 @@ func TestSpliceIdleRealConns(t *testing.T) {
 		x, a := stream.make(t)
 		y, b := tcp.make(t)
 		_, err := get(t, startSplice(a, b, idle), "splice")
-		if !errors.Is(err, tunnel.ErrIdle) {
+		if !errors.Is(err, splice.ErrIdle) {
 			t.Errorf("got %v, want ErrIdle", err)
 		}
 		for name, c := range map[string]net.Conn{"stream": x, "tcp": y} {
@@ -303,11 +304,11 @@ func TestSpliceIdleRealConns(t *testing.T) {
 }
 
 func TestBufferPool(t *testing.T) {
-	b := tunnel.GetBuffer()
-	if len(*b) != tunnel.BufferSize {
-		t.Errorf("buffer of %d bytes, want %d", len(*b), tunnel.BufferSize)
+	b := splice.GetBuffer()
+	if len(*b) != splice.BufferSize {
+		t.Errorf("buffer of %d bytes, want %d", len(*b), splice.BufferSize)
 	}
-	tunnel.PutBuffer(b)
+	splice.PutBuffer(b)
 }
 
 // TestSpliceWholeEOFEndsBoth: without half-close, the left peer's EOF ends
@@ -322,7 +323,7 @@ func TestSpliceWholeEOFEndsBoth(t *testing.T) {
 				x, a := left.make(t)
 				y, b := right.make(t)
 				spliced := async(func() (spliceResult, error) {
-					ab, ba, err := tunnel.SpliceWhole(a, b, time.Minute)
+					ab, ba, err := splice.Run(a, b, splice.Config{Idle: time.Minute})
 					return spliceResult{ab, ba}, err
 				})
 				y.SetDeadline(time.Now().Add(hang))
@@ -401,7 +402,7 @@ func TestSpliceWithCounts(t *testing.T) {
 	y, b := tcpPair(t)
 	var ab, ba atomic.Int64
 	spliced := async(func() (spliceResult, error) {
-		n1, n2, err := tunnel.SpliceWith(a, b, tunnel.SpliceConfig{
+		n1, n2, err := splice.Run(a, b, splice.Config{
 			OnAToB: func(n int) { ab.Add(int64(n)) }, OnBToA: func(n int) { ba.Add(int64(n)) }})
 		return spliceResult{n1, n2}, err
 	})
