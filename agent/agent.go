@@ -27,6 +27,8 @@ type Agent struct {
 	hint    atomic.Pointer[time.Time]
 	next    atomic.Pointer[time.Time]
 	lastErr atomic.Pointer[string]
+	// payloads is the proxy's payload follower, once the proxy is bound.
+	payloads atomic.Pointer[PayloadFollower]
 
 	mu        sync.Mutex
 	started   bool
@@ -66,6 +68,15 @@ func New(cfg Config) (*Agent, error) {
 
 // Client returns the agent's gateway client.
 func (a *Agent) Client() *Client { return a.client }
+
+// PayloadStats returns what the proxy's payload follower did (zero without
+// a proxy).
+func (a *Agent) PayloadStats() PayloadStats {
+	if f := a.payloads.Load(); f != nil {
+		return f.Stats()
+	}
+	return PayloadStats{}
+}
 
 // Identity returns the current identity.
 func (a *Agent) Identity() *Identity { return a.id.Load() }
@@ -139,7 +150,14 @@ func (a *Agent) listen() ([]*forwarder, *proxy, error) {
 			return fail(fmt.Errorf("http proxy: listen: %w", err))
 		}
 		lns = append(lns, ln)
-		prx = newProxy(p.ConnectServices, ln, a.relays, a.log)
+		id := a.Identity()
+		prx = newProxy(p.ConnectServices, ln, a.relays, PayloadOptions{
+			Tenant:   id.Principal.Tenant,
+			Keys:     func() []CatalogKey { return a.Identity().CatalogKeys },
+			HoldBack: a.cfg.HTTPProxy.PayloadHoldBack,
+			Now:      a.clock.now,
+		}, a.log)
+		a.payloads.Store(prx.payloads)
 	}
 	a.mu.Lock()
 	for _, ln := range lns {

@@ -106,6 +106,10 @@ type HTTPProxyConfig struct {
 	ConnectServices map[string]string `yaml:"connect_services"`
 	// AllowRemote allows a non-loopback Listen address. Default false.
 	AllowRemote bool `yaml:"allow_remote"`
+	// PayloadHoldBack is how many final bytes of a payload the proxy holds
+	// until its digest matches; payloads up to this size are verified
+	// whole before the first byte goes out. Default 1MiB.
+	PayloadHoldBack int `yaml:"payload_hold_back" config:"bytes"`
 }
 
 // DefaultStateDir is where the identity lives when Config.StateDir is

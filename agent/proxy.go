@@ -31,9 +31,12 @@ type proxy struct {
 	rp       *httputil.ReverseProxy
 	srv      *http.Server
 	ln       net.Listener
+	payloads *PayloadFollower
 }
 
-func newProxy(services map[string]string, ln net.Listener, r *relays, log *zap.Logger) *proxy {
+// newProxy builds the proxy; po configures the payload follower (its
+// Gateway is the proxy's own transport).
+func newProxy(services map[string]string, ln net.Listener, r *relays, po PayloadOptions, log *zap.Logger) *proxy {
 	p := &proxy{services: map[string]string{}, relays: r, log: log, ln: ln}
 	for hp, svc := range services {
 		p.services[strings.ToLower(hp)] = svc
@@ -47,6 +50,8 @@ func newProxy(services map[string]string, ln net.Listener, r *relays, log *zap.L
 		BufferPool:     bufferPool{},
 		ErrorLog:       errLog,
 	}
+	po.Gateway, po.Logger = p.rp.Transport, log
+	p.payloads = NewPayloadFollower(po)
 	p.srv = &http.Server{
 		Handler:           p,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -107,13 +112,16 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 }
 
 // handleGatewayResponse is where every gateway response passes on its way
-// back to the local client. It is the seam for signed payload redirects:
-// the gateway will answer some requests with a 302/307 that carries
-// Sekisho-Payload-* headers; the proxy will follow such a redirect itself,
-// verify the catalog entry's signature against the tenant's catalog keys
-// and the download's digest, and answer the client with the verified
-// bytes in place of the redirect. For now every response passes as is.
+// back to the local client. A signed payload answer (a redirect to a CDN,
+// or a relayed payload with its signed entry) is followed here: the client
+// gets the verified payload, or an error that says why, never the
+// redirect and never an unverified payload as complete.
 func (p *proxy) handleGatewayResponse(resp *http.Response) error {
+	out, err := p.payloads.Follow(resp)
+	if err != nil {
+		return err
+	}
+	*resp = *out
 	return nil
 }
 

@@ -58,6 +58,8 @@ type Config struct {
 	CA CAConfig `yaml:"ca"`
 	// Enrollment tunes the device lifecycle.
 	Enrollment EnrollmentConfig `yaml:"enrollment"`
+	// Payloads is the payload catalog and the relay budget.
+	Payloads PayloadsConfig `yaml:"payloads"`
 	// Tunnel tunes the sessions.
 	Tunnel tunnel.Config `yaml:"tunnel"`
 	// Timeouts bound each step with a peer.
@@ -220,6 +222,7 @@ func (c Config) withDefaults() Config {
 	def(&c.Timeouts.Dial, 10*time.Second)
 	def(&c.Timeouts.StreamIdle, 5*time.Minute)
 	c.Tunnel = c.Tunnel.WithDefaults()
+	c.Payloads = c.Payloads.withDefaults()
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -274,6 +277,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, config.Fieldf("enrollment", "durations must not be negative"))
 	}
 	errs = append(errs, validateServices(c.Services)...)
+	errs = append(errs, c.Payloads.validate()...)
 	if err := c.Tunnel.Validate(); err != nil {
 		errs = append(errs, config.Field("tunnel", err))
 	}

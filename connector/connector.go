@@ -16,6 +16,7 @@ import (
 	"github.com/sekisho/sekisho/auth"
 	"github.com/sekisho/sekisho/certs"
 	"github.com/sekisho/sekisho/internal/admin"
+	"github.com/sekisho/sekisho/payload"
 	"github.com/sekisho/sekisho/tunnel"
 )
 
@@ -37,6 +38,7 @@ type Connector struct {
 	store    auth.Store // the device registry, or nil
 	ownStore bool       // opened here, so closed here
 	ca       *certs.CA  // signs agent certificates, or nil
+	budget   *payload.Budget
 
 	mu       sync.Mutex
 	state    *state             // guarded by mu; read via current()
@@ -55,6 +57,9 @@ type state struct {
 	services map[string]*service
 	bundle   []*x509.Certificate
 	ca       *certs.CA // signs agent certificates (rolled over by a reload), or nil
+	catalog  *catalog  // the payload catalog file as loaded, or nil
+	signers  []*payload.Signer
+	entries  int // signed catalog entries in snap
 	snap     *tunnel.Snapshot
 	changed  chan struct{} // closed when this state is replaced
 }
@@ -76,6 +81,7 @@ func New(cfg Config) (*Connector, error) {
 		return nil, err
 	}
 	c.ownStore = c.store != nil && cfg.Store == nil
+	c.budget = payload.NewBudget(cfg.Payloads.Relay.budget())
 	st, err := c.buildState(cfg, 0)
 	if err != nil {
 		c.closeStore()
@@ -120,16 +126,38 @@ func (c *Connector) buildState(cfg Config, prev uint64) (*state, error) {
 			return nil, fmt.Errorf("gateways[%d] (%s): %w", i, g.Address, err)
 		}
 	}
-	st.snap = buildSnapshot(cfg, st.bundle, max(uint64(cfg.Now().UnixNano()), prev+1))
-	if c.store != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Handshake)
-		defer cancel()
-		st.snap.Version = prev + 1
-		if err := c.registrySnapshot(ctx, st.snap, cfg.Now(), cfg.Enrollment.RenewGrace); err != nil {
+	if st.signers, err = loadSigners(cfg.Payloads); err != nil {
+		return nil, err
+	}
+	if cfg.Payloads.Catalog != "" {
+		if st.catalog, err = loadCatalog(cfg.Payloads.Catalog, cfg.Now()); err != nil {
 			return nil, err
 		}
 	}
+	st.snap = buildSnapshot(cfg, st.bundle)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Handshake)
+	defer cancel()
+	if err := c.stamp(ctx, st, prev); err != nil {
+		return nil, err
+	}
 	return st, nil
+}
+
+// stamp signs st's catalog into its snapshot and gives the snapshot its
+// version: the registry's next one, or without a registry the time, kept
+// above prev so that every change pushes a newer snapshot.
+func (c *Connector) stamp(ctx context.Context, st *state, prev uint64) error {
+	cfg := st.cfg
+	var err error
+	if st.snap.Catalog, st.entries, err = signCatalog(cfg.Tenant, st.catalog, st.signers, cfg.Payloads, cfg.Now()); err != nil {
+		return err
+	}
+	st.snap.Version = max(uint64(cfg.Now().UnixNano()), prev+1)
+	if c.store == nil {
+		return nil
+	}
+	st.snap.Version = prev + 1
+	return c.registrySnapshot(ctx, st.snap, cfg.Now(), cfg.Enrollment.RenewGrace)
 }
 
 // current returns the state in force.
@@ -186,11 +214,12 @@ func loadBundle(cfg Config) ([]*x509.Certificate, error) {
 	return out, nil
 }
 
-// buildSnapshot makes the tenant's snapshot. Without a shared registry the
-// connector's config is the source of truth: epoch "config", and the
-// version is the load time, so the most recently (re)loaded connector wins.
-func buildSnapshot(cfg Config, bundle []*x509.Certificate, version uint64) *tunnel.Snapshot {
-	snap := &tunnel.Snapshot{Tenant: cfg.Tenant, Epoch: "config", Version: version}
+// buildSnapshot makes the tenant's snapshot, without version (stamp gives
+// it). Without a shared registry the connector's config is the source of
+// truth: epoch "config", and the version is the load time, so the most
+// recently (re)loaded connector wins.
+func buildSnapshot(cfg Config, bundle []*x509.Certificate) *tunnel.Snapshot {
+	snap := &tunnel.Snapshot{Tenant: cfg.Tenant, Epoch: "config"}
 	for _, ca := range bundle {
 		snap.TrustBundle = append(snap.TrustBundle, ca.Raw)
 	}
@@ -231,6 +260,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	if c.store != nil {
 		c.loops.Go(func() { c.watchRegistry(ctx) })
 	}
+	c.loops.Go(func() { c.watchCatalog(ctx) })
 	c.reconcile(st.cfg)
 	<-ctx.Done()
 	c.mu.Lock()

@@ -38,7 +38,7 @@ type enrollment struct {
 func (c *Connector) serveEnroll(ctx context.Context, st tunnel.Stream, h *tunnel.Header, log *zap.Logger) {
 	to := c.current().cfg.Timeouts
 	if c.store == nil || c.current().ca == nil {
-		c.refuse(st, tunnel.StatusUnavailable, "enrollment needs a registry and a CA", tunnel.EnrollService, to.StreamHeader)
+		c.refuse(st, &tunnel.Reply{Status: tunnel.StatusUnavailable, Message: "enrollment needs a registry and a CA"}, tunnel.EnrollService, to.StreamHeader)
 		return
 	}
 	if err := tunnel.Answer(st, &tunnel.Reply{Status: tunnel.StatusOK}, to.StreamHeader); err != nil {
@@ -250,8 +250,17 @@ func (c *Connector) pending(d auth.Device) *tunnel.EnrollAnswer {
 }
 
 // catalogKeys are the tenant's catalog signing keys, given to agents at
-// enrollment and renewal (signed payload redirects).
-func (c *Connector) catalogKeys() []tunnel.CatalogKey { return nil }
+// enrollment and renewal (signed payload redirects): every key of the
+// config, so that agents accept entries signed by any of them during a
+// rollover. An empty list (not nil) tells agents the tenant has none.
+func (c *Connector) catalogKeys() []tunnel.CatalogKey {
+	keys := []tunnel.CatalogKey{}
+	for _, s := range c.current().signers {
+		pub := s.Public()
+		keys = append(keys, tunnel.CatalogKey{ID: pub.ID, PublicKey: pub.Key})
+	}
+	return keys
+}
 
 func (c *Connector) audit(ctx context.Context, e *enrollment, action auth.AuditAction, reason string) {
 	err := c.store.Audit(ctx, auth.AuditEvent{Time: c.cfg.Now(), Tenant: c.cfg.Tenant, DeviceID: e.device,

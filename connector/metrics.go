@@ -14,6 +14,9 @@ type metrics struct {
 	bytes            *prometheus.CounterVec
 	snapshotRefusals *prometheus.CounterVec
 	reloads          *prometheus.CounterVec
+	catalogLoads     *prometheus.CounterVec
+	payloadStreams   *prometheus.CounterVec
+	paced            *prometheus.CounterVec
 
 	totalRelayed, totalStreams, totalRefused atomic.Int64
 }
@@ -40,8 +43,21 @@ func newMetrics(reg prometheus.Registerer, c *Connector) *metrics {
 			Name: "sekisho_connector_reloads_total",
 			Help: "Configuration reloads by result.",
 		}, []string{"result"}),
+		catalogLoads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sekisho_connector_catalog_loads_total",
+			Help: "Payload catalog publications (file changed, re-signed) by result; refused keeps the catalog in force.",
+		}, []string{"result"}),
+		payloadStreams: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sekisho_connector_payload_streams_total",
+			Help: "Payload download streams by result: admitted, or refused over the concurrent download budget.",
+		}, []string{"result"}),
+		paced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sekisho_connector_paced_bytes_total",
+			Help: "Bytes that left the LAN under the relay budget, by stream kind (payload, connect).",
+		}, []string{"kind"}),
 	}
-	reg.MustRegister(m.reconnects, m.streams, m.bytes, m.snapshotRefusals, m.reloads, &stateCollector{c: c})
+	reg.MustRegister(m.reconnects, m.streams, m.bytes, m.snapshotRefusals, m.reloads, m.catalogLoads,
+		m.payloadStreams, m.paced, &stateCollector{c: c})
 	return m
 }
 
@@ -56,12 +72,16 @@ var (
 		"Streams being spliced now, by service.", []string{"service"}, nil)
 	descSnapVersion = prometheus.NewDesc("sekisho_connector_snapshot_version",
 		"Version of the snapshot the connector pushes.", nil, nil)
+	descPayloadActive = prometheus.NewDesc("sekisho_connector_payload_downloads_active",
+		"Payload downloads relayed now (the concurrent download budget's slots taken).", nil, nil)
+	descCatalogEntries = prometheus.NewDesc("sekisho_connector_catalog_entries",
+		"Signed payload catalog entries in the pushed snapshot.", nil, nil)
 	descExpiry = prometheus.NewDesc("sekisho_certificate_expiry_seconds",
 		"Seconds until the earliest expiry among the tenant's agent CA certificates.", []string{"kind", "tenant"}, nil)
 )
 
 func (sc *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSessions, descActive, descSnapVersion, descExpiry} {
+	for _, d := range []*prometheus.Desc{descSessions, descActive, descSnapVersion, descExpiry, descPayloadActive, descCatalogEntries} {
 		ch <- d
 	}
 }
@@ -73,6 +93,8 @@ func (sc *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	st := c.current()
 	gauge(descSnapVersion, float64(st.snap.Version))
+	gauge(descPayloadActive, float64(c.budget.Active()))
+	gauge(descCatalogEntries, float64(st.entries))
 	for _, svc := range st.services {
 		gauge(descActive, float64(svc.active.Load()), svc.name)
 	}

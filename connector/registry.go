@@ -72,22 +72,32 @@ func (c *Connector) registrySnapshot(ctx context.Context, snap *tunnel.Snapshot,
 // refresh rebuilds the snapshot from the registry (a revocation, a new
 // device, revocations aging out) and pushes it on every session.
 func (c *Connector) refresh(ctx context.Context, why string) error {
+	return c.republish(ctx, why, nil)
+}
+
+// republish rebuilds the snapshot of the state in force, changed by
+// mutate when set, re-signing the catalog and taking a new version, and
+// pushes it on every session.
+func (c *Connector) republish(ctx context.Context, why string, mutate func(*state)) error {
 	c.reloadMu.Lock()
 	defer c.reloadMu.Unlock()
 	old := c.current()
 	next := *old
 	snap := *old.snap
 	snap.Revocations = slices.Clone(old.snap.Revocations)
-	if err := c.registrySnapshot(ctx, &snap, c.cfg.Now(), old.cfg.Enrollment.RenewGrace); err != nil {
+	next.snap, next.changed = &snap, make(chan struct{})
+	if mutate != nil {
+		mutate(&next)
+	}
+	if err := c.stamp(ctx, &next, old.snap.Version); err != nil {
 		return err
 	}
-	next.snap, next.changed = &snap, make(chan struct{})
 	c.mu.Lock()
 	c.state = &next
 	c.mu.Unlock()
 	close(old.changed)
-	c.log.Info("snapshot refreshed from the registry", zap.String("why", why), zap.Uint64("version", snap.Version),
-		zap.Int("revocations", len(snap.Revocations)))
+	c.log.Info("snapshot republished", zap.String("why", why), zap.Uint64("version", snap.Version),
+		zap.Int("revocations", len(snap.Revocations)), zap.Int("catalog_entries", next.entries))
 	return nil
 }
 

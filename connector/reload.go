@@ -49,6 +49,7 @@ func (c *Connector) Reload(cfg Config) (*ReloadResult, error) {
 	c.state = st
 	c.mu.Unlock()
 	close(old.changed) // every session pushes the new snapshot
+	c.budget.Set(cfg.Payloads.Relay.budget())
 	c.reconcile(cfg)
 	c.metrics.reloads.WithLabelValues("ok").Inc()
 	c.events.Add(admin.Event{Time: time.Now(), Kind: "reload", Reason: "snapshot pushed"})
@@ -66,6 +67,9 @@ func (c *Connector) inherit(cfg Config) Config {
 	cfg.Rand, cfg.Registry, cfg.ReloadSource = c.cfg.Rand, c.cfg.Registry, c.cfg.ReloadSource
 	if cfg.TrustBundle == nil && len(cfg.AgentCA.CertFiles) == 0 {
 		cfg.TrustBundle = c.cfg.TrustBundle
+	}
+	if cfg.Payloads.Keys == nil && len(cfg.Payloads.SigningKeys) == 0 {
+		cfg.Payloads.Keys = c.cfg.Payloads.Keys
 	}
 	return cfg
 }

@@ -192,21 +192,33 @@ func (c *Connector) serveStream(ctx context.Context, st tunnel.Stream, log *zap.
 		}
 		log.Warn("stream refused", zap.Stringer("kind", h.Kind), zap.String("service", h.Service),
 			zap.String("device_id", h.DeviceID), zap.String("reason", reason))
-		c.refuse(st, status, reason, name, to.StreamHeader)
+		c.refuse(st, &tunnel.Reply{Status: status, Message: reason}, name, to.StreamHeader)
 		return
+	}
+	if h.Kind == tunnel.KindPayload {
+		release, ok := c.budget.Acquire()
+		if !ok {
+			c.metrics.payloadStreams.WithLabelValues("over_budget").Inc()
+			log.Debug("payload download over budget", zap.String("service", h.Service))
+			c.refuse(st, &tunnel.Reply{Status: tunnel.StatusOverBudget, Message: "too many payload downloads at once",
+				RetryAfter: state.cfg.Payloads.Relay.RetryAfter}, svc.name, to.StreamHeader)
+			return
+		}
+		defer release()
+		c.metrics.payloadStreams.WithLabelValues("admitted").Inc()
 	}
 	conn, err := svc.dial(ctx, c.cfg.Dialer, to.Dial)
 	if err != nil {
 		log.Warn("service unreachable", zap.String("service", h.Service), zap.Error(err))
 		svc.errors.Add(1)
-		c.refuse(st, tunnel.StatusUnavailable, "service unreachable", svc.name, to.StreamHeader)
+		c.refuse(st, &tunnel.Reply{Status: tunnel.StatusUnavailable, Message: "service unreachable"}, svc.name, to.StreamHeader)
 		return
 	}
 	if h.Kind == tunnel.KindConnect && svc.cfg.ProxyProtocol {
 		if err := writeProxyHeader(conn, c.cfg.Tenant, h, to.Dial); err != nil {
 			log.Warn("PROXY header not sent", zap.String("service", h.Service), zap.Error(err))
 			conn.Close()
-			c.refuse(st, tunnel.StatusUnavailable, "service unreachable", svc.name, to.StreamHeader)
+			c.refuse(st, &tunnel.Reply{Status: tunnel.StatusUnavailable, Message: "service unreachable"}, svc.name, to.StreamHeader)
 			return
 		}
 	}
@@ -221,7 +233,7 @@ func (c *Connector) serveStream(ctx context.Context, st tunnel.Stream, log *zap.
 // admit checks a stream's header against the services and, for CONNECT
 // streams, the device's groups.
 func (c *Connector) admit(ctx context.Context, state *state, h *tunnel.Header) (*service, tunnel.Status, string) {
-	if h.Kind != tunnel.KindHTTP && h.Kind != tunnel.KindConnect {
+	if h.Kind != tunnel.KindHTTP && h.Kind != tunnel.KindConnect && h.Kind != tunnel.KindPayload {
 		return nil, tunnel.StatusBadHeader, "unsupported stream kind " + h.Kind.String()
 	}
 	svc := state.services[h.Service]
@@ -262,17 +274,19 @@ func (c *Connector) allowed(ctx context.Context, svc *service, device string) (b
 }
 
 // refuse answers a stream with a status and closes it.
-func (c *Connector) refuse(st tunnel.Stream, status tunnel.Status, msg, svc string, timeout time.Duration) {
-	c.metrics.streams.WithLabelValues(svc, status.String()).Inc()
+func (c *Connector) refuse(st tunnel.Stream, reply *tunnel.Reply, svc string, timeout time.Duration) {
+	c.metrics.streams.WithLabelValues(svc, reply.Status.String()).Inc()
 	c.metrics.totalRefused.Add(1)
-	tunnel.Answer(st, &tunnel.Reply{Status: status, Message: msg}, timeout)
+	tunnel.Answer(st, reply, timeout)
 	st.Close()
 }
 
 // relay splices an admitted stream with its service connection, counting
-// bytes as they move. HTTP streams are pooled keep-alive connections that
-// the gateway never half-closes: EOF from either side ends both. CONNECT
-// streams carry a device's own TCP connection: half-close travels on.
+// bytes as they move. HTTP and payload streams are keep-alive connections
+// that the gateway never half-closes: EOF from either side ends both.
+// CONNECT streams carry a device's own TCP connection: half-close travels
+// on. Payload and CONNECT bytes leaving the LAN are paced by the relay
+// budget; management requests never are.
 func (c *Connector) relay(st tunnel.Stream, conn net.Conn, svc *service, kind tunnel.Kind, to Timeouts, log *zap.Logger) {
 	c.metrics.streams.WithLabelValues(svc.name, tunnel.StatusOK.String()).Inc()
 	c.metrics.totalStreams.Add(1)
@@ -280,14 +294,21 @@ func (c *Connector) relay(st tunnel.Stream, conn net.Conn, svc *service, kind tu
 	svc.active.Add(1)
 	defer svc.active.Add(-1)
 	upC, downC := c.metrics.bytes.WithLabelValues(svc.name, "up"), c.metrics.bytes.WithLabelValues(svc.name, "down")
-	count := func(ctr interface{ Add(float64) }) func(int) {
+	count := func(ctrs ...interface{ Add(float64) }) func(int) {
 		return func(n int) {
-			ctr.Add(float64(n))
+			for _, ctr := range ctrs {
+				ctr.Add(float64(n))
+			}
 			c.metrics.totalRelayed.Add(int64(n))
 		}
 	}
+	onDown := count(downC)
+	if kind == tunnel.KindPayload || kind == tunnel.KindConnect {
+		conn = c.budget.Pace(conn)
+		onDown = count(downC, c.metrics.paced.WithLabelValues(kind.String()))
+	}
 	_, _, err := splice.Run(st, conn, splice.Config{Idle: to.StreamIdle, HalfClose: kind == tunnel.KindConnect,
-		OnAToB: count(upC), OnBToA: count(downC)})
+		OnAToB: count(upC), OnBToA: onDown})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Debug("stream ended", zap.String("service", svc.name), zap.Error(err))
 	}

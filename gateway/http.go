@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sekisho/sekisho/auth"
+	"github.com/sekisho/sekisho/payload"
 	"github.com/sekisho/sekisho/tunnel"
 )
 
@@ -101,10 +102,22 @@ func (h *handler) route(w *recorder, r *http.Request, g *generation, t *tenant, 
 		return ""
 	}
 	st := t.state.Load()
+	pd, err := t.decidePayload(r, st, time.Now())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusForbidden)
+		return ""
+	}
+	if pd.redirect {
+		s.redirect(w, r, t, pd.entry)
+		return ""
+	}
 	svc := st.match(hostOnly(r.Host), r.URL.Path)
 	if svc == nil {
 		http.Error(w, "no service for this host and path", http.StatusNotFound)
 		return ""
+	}
+	if pd.relay {
+		w.class = classPayload
 	}
 	if t.numSessions() == 0 {
 		s.metrics.unavailable.WithLabelValues(t.name).Inc()
@@ -118,8 +131,12 @@ func (h *handler) route(w *recorder, r *http.Request, g *generation, t *tenant, 
 		return svc.Name
 	}
 	defer release()
-	ctx := context.WithValue(r.Context(), routeKey{}, &routeInfo{tenant: t, svc: svc, p: p, remote: r.RemoteAddr})
-	g.relay.proxy.ServeHTTP(w, r.WithContext(ctx))
+	ri := &routeInfo{tenant: t, svc: svc, p: p, remote: r.RemoteAddr, payload: pd.relay, entry: pd.entry,
+		threshold: st.catalog.Policy().SizeThreshold}
+	g.relay.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, ri)))
+	if ri.payload {
+		w.class = classPayload // also when the size threshold moved it
+	}
 	return svc.Name
 }
 
@@ -134,6 +151,9 @@ func (s *Server) observe(t *tenant, svc string, p auth.Principal, r *http.Reques
 	if rec.up > 0 {
 		m.bytes.WithLabelValues(t.name, "up").Add(float64(rec.up))
 	}
+	if rec.class == classPayload && rec.down > 0 {
+		m.payloadBytes.WithLabelValues(t.name).Add(float64(rec.down))
+	}
 	m.totalRequests.Add(1)
 	m.totalRelayed.Add(rec.down + rec.up)
 	t.requests.Add(1)
@@ -145,7 +165,7 @@ func (s *Server) observe(t *tenant, svc string, p auth.Principal, r *http.Reques
 	sample := s.current().cfg.AccessLog.Sample
 	if sample > 0 && (sample >= 1 || rand.Float64() < sample) {
 		s.access.Info("request", zap.String("tenant", t.name), zap.String("device_id", p.DeviceID),
-			zap.String("service", svc), zap.String("method", r.Method), zap.String("path", r.URL.Path),
+			zap.String("service", svc), zap.String("class", rec.class), zap.String("method", r.Method), zap.String("path", r.URL.Path),
 			zap.Int("status", rec.status), zap.Int64("bytes_in", rec.up), zap.Int64("bytes_out", rec.down),
 			zap.Duration("duration", d), zap.String("proto", r.Proto), zap.String("remote_addr", r.RemoteAddr))
 	}
@@ -157,6 +177,7 @@ type recorder struct {
 	status      int
 	wroteHeader bool
 	down, up    int64
+	class       string // classManagement, classRedirect or classPayload
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -203,6 +224,11 @@ type routeInfo struct {
 	svc    *tunnel.Service
 	p      auth.Principal
 	remote string
+	// payload sends the request on its own payload stream, under the
+	// tenant's budget; entry, when set, is its catalog entry.
+	payload   bool
+	entry     *payload.Signed
+	threshold int64 // Content-Length above which a GET is payload; 0: none
 }
 
 type routeKey struct{}

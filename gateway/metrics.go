@@ -12,20 +12,24 @@ import (
 // and service come from config and snapshots, connector ids from pinned
 // connectors, reasons and codes from fixed sets; never a device id.
 type metrics struct {
-	handshakes     *prometheus.CounterVec
-	requests       *prometheus.HistogramVec
-	bytes          *prometheus.CounterVec
-	streamsOpened  *prometheus.CounterVec
-	streamRefusals *prometheus.CounterVec
-	budgetRefusals *prometheus.CounterVec
-	unavailable    *prometheus.CounterVec
-	snapshots      *prometheus.CounterVec
-	sessionsOpened *prometheus.CounterVec
-	reloads        *prometheus.CounterVec
-	enrollments    *prometheus.CounterVec
+	handshakes      *prometheus.CounterVec
+	requests        *prometheus.HistogramVec
+	bytes           *prometheus.CounterVec
+	streamsOpened   *prometheus.CounterVec
+	streamRefusals  *prometheus.CounterVec
+	budgetRefusals  *prometheus.CounterVec
+	unavailable     *prometheus.CounterVec
+	snapshots       *prometheus.CounterVec
+	sessionsOpened  *prometheus.CounterVec
+	reloads         *prometheus.CounterVec
+	enrollments     *prometheus.CounterVec
+	redirects       *prometheus.CounterVec
+	redirectedBytes *prometheus.CounterVec
+	payloadBytes    *prometheus.CounterVec
+	reclassified    *prometheus.CounterVec
 
 	// Totals for the status page, cheaper to read than the vectors.
-	totalRequests, totalErrors, totalRelayed atomic.Int64
+	totalRequests, totalErrors, totalRelayed, totalRedirected atomic.Int64
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
@@ -75,9 +79,26 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			Name: "sekisho_gateway_enrollments_total",
 			Help: "Enrollment requests by tenant, operation (enroll, poll, renew) and result.",
 		}, []string{"tenant", "op", "result"}),
+		redirects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sekisho_gateway_payload_redirects_total",
+			Help: "Catalogued payload requests redirected, by tenant and the first source's host.",
+		}, []string{"tenant", "source"}),
+		redirectedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sekisho_gateway_payload_redirected_bytes_total",
+			Help: "Payload bytes sent elsewhere by redirects (the catalogued size of each GET redirected), by tenant.",
+		}, []string{"tenant"}),
+		payloadBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sekisho_gateway_payload_relayed_bytes_total",
+			Help: "Response bytes of requests relayed as payload (catalog relay entries, payload prefixes, large responses), by tenant.",
+		}, []string{"tenant"}),
+		reclassified: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sekisho_gateway_payload_reclassified_total",
+			Help: "Management requests whose response was above the size threshold and that were sent again as payload, by tenant.",
+		}, []string{"tenant"}),
 	}
 	reg.MustRegister(m.handshakes, m.requests, m.bytes, m.streamsOpened, m.streamRefusals, m.budgetRefusals,
-		m.unavailable, m.snapshots, m.sessionsOpened, m.reloads, m.enrollments, &stateCollector{s: s})
+		m.unavailable, m.snapshots, m.sessionsOpened, m.reloads, m.enrollments, m.redirects, m.redirectedBytes,
+		m.payloadBytes, m.reclassified, &stateCollector{s: s})
 	return m
 }
 

@@ -35,13 +35,13 @@ const poolHostSuffix = ".tunnel"
 type relay struct {
 	s             *Server
 	proxy         *httputil.ReverseProxy
-	transport     *http.Transport
+	transport     *relayTransport
 	streamTimeout time.Duration
 }
 
 func newRelay(s *Server, l Limits) *relay {
 	r := &relay{s: s, streamTimeout: l.StreamTimeout}
-	r.transport = &http.Transport{
+	pooled := &http.Transport{
 		DialContext:           r.dial,
 		MaxIdleConns:          0, // no global cap; per host below
 		MaxIdleConnsPerHost:   l.MaxIdleStreams,
@@ -52,12 +52,17 @@ func newRelay(s *Server, l Limits) *relay {
 		ReadBufferSize:        32 << 10,
 		WriteBufferSize:       16 << 10,
 	}
+	payloads := pooled.Clone()
+	payloads.DialContext = r.dialPayload
+	payloads.DisableKeepAlives = true // one payload stream is one download: the budget counts streams
+	r.transport = &relayTransport{r: r, pooled: pooled, payload: payloads}
 	r.proxy = &httputil.ReverseProxy{
-		Rewrite:      rewrite,
-		Transport:    r.transport,
-		BufferPool:   bufferPool{},
-		ErrorHandler: r.errorHandler,
-		ErrorLog:     zap.NewStdLog(s.log.Named("relay")),
+		Rewrite:        rewrite,
+		Transport:      r.transport,
+		ModifyResponse: signRelayed,
+		BufferPool:     bufferPool{},
+		ErrorHandler:   r.errorHandler,
+		ErrorLog:       zap.NewStdLog(s.log.Named("relay")),
 	}
 	return r
 }
@@ -90,9 +95,15 @@ func rewrite(pr *httputil.ProxyRequest) {
 // errNoConnector means the tenant has no live connector session.
 var errNoConnector = errors.New("no connector session for the tenant")
 
-// dial opens a tunnel stream for the transport's pool key
-// SERVICE.TENANT.tunnel:80 on the tenant's least loaded session.
+// dial opens a pooled HTTP stream for the transport's pool key
+// SERVICE.TENANT.tunnel:80.
 func (r *relay) dial(ctx context.Context, _, addr string) (net.Conn, error) {
+	return r.dialKind(ctx, addr, tunnel.KindHTTP)
+}
+
+// dialKind opens a stream of kind for SERVICE.TENANT.tunnel:80 on the
+// tenant's least loaded session.
+func (r *relay) dialKind(ctx context.Context, addr string, kind tunnel.Kind) (net.Conn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
@@ -106,8 +117,8 @@ func (r *relay) dial(ctx context.Context, _, addr string) (net.Conn, error) {
 	if ts == nil {
 		return nil, errNoConnector
 	}
-	r.s.metrics.streamsOpened.WithLabelValues(t.name, tunnel.KindHTTP.String()).Inc()
-	st, err := tunnel.OpenRelay(ctx, ts.sess, &tunnel.Header{Kind: tunnel.KindHTTP, Service: name}, r.streamTimeout)
+	r.s.metrics.streamsOpened.WithLabelValues(t.name, kind.String()).Inc()
+	st, err := tunnel.OpenRelay(ctx, ts.sess, &tunnel.Header{Kind: kind, Service: name}, r.streamTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("open stream to %s/%s via connector %s: %w", t.name, name, ts.connectorID, err)
 	}
@@ -151,7 +162,7 @@ func (r *relay) errorHandler(w http.ResponseWriter, req *http.Request, err error
 }
 
 // close drops the pooled streams.
-func (r *relay) close() { r.transport.CloseIdleConnections() }
+func (r *relay) close() { r.transport.closeIdle() }
 
 // bufferPool lends ReverseProxy its copy buffers.
 type bufferPool struct{}

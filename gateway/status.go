@@ -113,7 +113,7 @@ func certStatus(kind, tenant, subject string, notAfter, now time.Time) admin.Cer
 func (s *Server) counters() admin.Counters {
 	m := s.metrics
 	return admin.Counters{Requests: float64(m.totalRequests.Load()), Errors: float64(m.totalErrors.Load()),
-		Relayed: float64(m.totalRelayed.Load())}
+		Relayed: float64(m.totalRelayed.Load()), Redirected: float64(m.totalRedirected.Load())}
 }
 
 // Ready reports whether the gateway should receive traffic: it listens and

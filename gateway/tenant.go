@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sekisho/sekisho/auth"
+	"github.com/sekisho/sekisho/payload"
 	"github.com/sekisho/sekisho/tunnel"
 )
 
@@ -25,6 +26,8 @@ type tenant struct {
 
 	// Counters for the status page.
 	requests, errors atomic.Int64
+	// large remembers paths whose responses were above the size threshold.
+	large largePaths
 
 	mu       sync.Mutex
 	sessions []*tunnelSession
@@ -41,6 +44,7 @@ type state struct {
 	connect  map[string]*tunnel.Service // raw TCP services by name
 	revoked  map[string]bool            // serials, lowercase hex
 	revokedD map[string]bool            // device ids
+	catalog  *payload.Index             // nil: no payload catalog
 	received time.Time
 }
 
@@ -126,6 +130,11 @@ func (t *tenant) build(snap *tunnel.Snapshot, now time.Time) (*state, error) {
 		st.revoked[strings.ToLower(r.Serial)] = true
 		if r.DeviceID != "" {
 			st.revokedD[r.DeviceID] = true
+		}
+	}
+	if len(snap.Catalog) > 0 {
+		if st.catalog, err = decodeCatalog(snap.Catalog); err != nil {
+			return nil, err
 		}
 	}
 	st.connect = map[string]*tunnel.Service{}

@@ -148,7 +148,7 @@ func (s *Server) controlLoop(ts *tunnelSession, ctrl *tunnel.Control, log *zap.L
 			ts.draining.Store(true)
 			// Pooled streams are kept per service, not per session: let
 			// every idle one go, so the draining session's close at once.
-			s.current().relay.transport.CloseIdleConnections()
+			s.current().relay.transport.closeIdle()
 			log.Info("connector session draining")
 		default:
 			log.Debug("ignoring unknown control message", zap.Uint8("type", uint8(t)))

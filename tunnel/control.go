@@ -81,6 +81,9 @@ type Snapshot struct {
 	// their expiry plus the renewal grace period. The gateway refuses them
 	// at the handshake and closes their live connections.
 	Revocations []Revocation `json:"revocations,omitempty"`
+	// Catalog is the tenant's payload catalog (payload.Catalog), signed
+	// entry by entry on the LAN side; absent: none.
+	Catalog json.RawMessage `json:"catalog,omitempty"`
 }
 
 // Revocation is one revoked agent certificate. Device ids are never

@@ -36,6 +36,10 @@ const (
 	KindConnect Kind = 2
 	// KindEnroll streams carry one enrollment request.
 	KindEnroll Kind = 3
+	// KindPayload streams carry one HTTP/1.1 request for a payload: the
+	// connector admits them under the tenant's relay budget and paces
+	// their bytes. They are never pooled, so one stream is one download.
+	KindPayload Kind = 4
 )
 
 func (k Kind) String() string {
@@ -46,6 +50,8 @@ func (k Kind) String() string {
 		return "connect"
 	case KindEnroll:
 		return "enroll"
+	case KindPayload:
+		return "payload"
 	default:
 		return fmt.Sprintf("kind(%d)", uint8(k))
 	}
