@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -213,12 +214,30 @@ func (f *PayloadFollower) fetch(req *http.Request, entry *payload.Signed, source
 		}
 		return ownAnswer(req, http.StatusBadGateway, "sekisho agent: "+err.Error(), 0)
 	}
+	body := io.ReadCloser(&verifiedBody{d: d, f: f, log: log})
+	if entry.Size <= int64(f.holdBack()) {
+		// All of it is held back anyway: verify it before answering, so
+		// that a payload no source delivers gets a clear error status.
+		data, err := io.ReadAll(body)
+		body.Close()
+		if err != nil {
+			return ownAnswer(req, http.StatusBadGateway, "sekisho agent: "+err.Error(), 0)
+		}
+		body = io.NopCloser(bytes.NewReader(data))
+	}
 	out := ownAnswer(req, http.StatusOK, "", 0)
 	out.Header.Set("Content-Type", "application/octet-stream")
 	out.Header.Set("Content-Length", strconv.FormatInt(entry.Size, 10))
 	out.ContentLength = entry.Size
-	out.Body = &verifiedBody{d: d, f: f, log: log}
+	out.Body = body
 	return out
+}
+
+func (f *PayloadFollower) holdBack() int {
+	if f.o.HoldBack > 0 {
+		return f.o.HoldBack
+	}
+	return payload.DefaultHoldBack
 }
 
 // sourceFailed counts and logs a failed source and, for a digest

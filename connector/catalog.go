@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -120,13 +122,24 @@ func fieldErrors(parent string, err error) []error {
 		}
 		var fe *payload.FieldError
 		if errors.As(err, &fe) {
-			out = append(out, config.Field(config.Key(parent, fe.Field), fe.Err))
+			out = append(out, config.Field(fieldPath(parent, fe.Field), fe.Err))
 			return
 		}
 		out = append(out, config.Field(parent, err))
 	}
 	walk(err)
 	return out
+}
+
+// fieldPath joins a payload field name ("sources" or "sources[2]") to a
+// config path.
+func fieldPath(parent, field string) string {
+	name, idx, ok := strings.Cut(field, "[")
+	i, err := strconv.Atoi(strings.TrimSuffix(idx, "]"))
+	if !ok || err != nil {
+		return config.Key(parent, field)
+	}
+	return config.Index(config.Key(parent, name), i)
 }
 
 func (r RelayConfig) budget() payload.BudgetConfig {

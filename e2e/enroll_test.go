@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -22,6 +23,7 @@ import (
 	"github.com/sekisho/sekisho/certs"
 	"github.com/sekisho/sekisho/connector"
 	"github.com/sekisho/sekisho/gateway"
+	"github.com/sekisho/sekisho/payload"
 	"github.com/sekisho/sekisho/tunnel"
 )
 
@@ -130,12 +132,19 @@ func tlsCert(t *testing.T, eb tunnel.EnrollBody, key crypto.Signer) tls.Certific
 }
 
 func TestEnrollThroughGateway(t *testing.T) {
-	rw := startRegistryWorld(t, "", nil)
+	// A catalog key rollover in progress: agents get both public keys.
+	oldKey, _ := catalogKey(t)
+	newKey, _ := catalogKey(t)
+	rw := startRegistryWorld(t, "", func(c *connector.Config) { c.Payloads.Keys = []ed25519.PrivateKey{oldKey, newKey} })
 	tok := rw.token(t, connector.TokenRequest{Uses: 2, Groups: []string{"helpdesk"}})
 	key, csr := newCSR(t, nil)
 	code, eb := rw.enrollCall(t, "/v1/enroll", map[string]string{"token": tok, "csr": csr, "hostname": "PC-0042"}, nil)
 	if code != 200 || eb.Status != "issued" || !strings.HasPrefix(eb.DeviceID, "d-") {
 		t.Fatalf("enroll: %d %+v", code, eb)
+	}
+	if len(eb.CatalogKeys) != 2 || eb.CatalogKeys[0].ID != payload.KeyID(oldKey.Public().(ed25519.PublicKey)) ||
+		!bytes.Equal(eb.CatalogKeys[1].PublicKey, newKey.Public().(ed25519.PublicKey)) {
+		t.Fatalf("enrollment answer catalog keys = %+v, want the two public keys", eb.CatalogKeys)
 	}
 	cert := tlsCert(t, eb, key)
 	p, err := auth.PrincipalOf(cert.Leaf)

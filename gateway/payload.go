@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -140,8 +141,19 @@ func (rt *relayTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return rt.payload.RoundTrip(req)
 	}
 	resp, err := rt.pooled.RoundTrip(req)
-	if err != nil || ri.threshold <= 0 || resp.ContentLength <= ri.threshold {
+	if err != nil || ri.threshold <= 0 {
 		return resp, err
+	}
+	if resp.ContentLength < 0 {
+		// Length unknown (chunked): relayed as it is, but a body that
+		// grows past the threshold marks its path for next time.
+		resp.Body = &thresholdBody{ReadCloser: resp.Body, left: ri.threshold, over: func() {
+			ri.tenant.large.add(req.URL.Path, time.Now())
+		}}
+		return resp, nil
+	}
+	if resp.ContentLength <= ri.threshold {
+		return resp, nil
 	}
 	switch {
 	case req.Method == http.MethodHead:
@@ -157,6 +169,23 @@ func (rt *relayTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		zap.String("tenant", ri.tenant.name), zap.String("path", req.URL.Path), zap.Int64("content_length", resp.ContentLength))
 	ri.payload = true
 	return rt.payload.RoundTrip(req)
+}
+
+// thresholdBody calls over once more than left bytes have been read.
+type thresholdBody struct {
+	io.ReadCloser
+	left int64
+	over func()
+}
+
+func (b *thresholdBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if b.left >= 0 {
+		if b.left -= int64(n); b.left < 0 {
+			b.over()
+		}
+	}
+	return n, err
 }
 
 // closeIdle drops the pooled streams.
