@@ -22,9 +22,10 @@ import (
 // agent is a simulated remote PC: it fetches its policy, uploads its
 // inventory and now and then downloads a patch, checking every byte.
 type agent struct {
-	id     string
-	client *http.Client
-	base   string
+	id       string
+	client   *http.Client
+	base     string
+	follower *sekagent.PayloadFollower // follows and verifies signed payload redirects
 }
 
 // enrollAgents enrolls every agent through the gateway, as real PCs do:
@@ -53,33 +54,42 @@ func (st *stack) enrollAgents(ctx context.Context, opts Options) ([]*agent, erro
 func (st *stack) enrollAgent(ctx context.Context, host, token string, h2 bool, transport string) (*agent, error) {
 	cfg := sekagent.Config{StateDir: filepath.Join(st.dir, host),
 		Gateways: []sekagent.GatewayConfig{{Address: st.gwAddr, ServerName: "localhost", RootCAs: st.roots}}}
-	e, err := sekagent.Enroll(ctx, cfg, token, sekagent.EnrollInfo{Hostname: host})
-	if err != nil {
+	if _, err := sekagent.Enroll(ctx, cfg, token, sekagent.EnrollInfo{Hostname: host}); err != nil {
 		return nil, fmt.Errorf("enroll %s: %w", host, err)
 	}
 	id, err := sekagent.LoadIdentity(cfg.StateDir)
 	if err != nil {
 		return nil, err
 	}
-	return st.newAgent(e.DeviceID, id.TLSCertificate(), h2, transport), nil
+	return st.newAgent(id, h2, transport), nil
 }
 
-func (st *stack) newAgent(id string, cert tls.Certificate, h2 bool, transport string) *agent {
+// newAgent makes a simulated agent with an enrolled identity: its HTTP
+// client follows signed payload redirects with the catalog keys it got
+// at enrollment, like the agent's local proxy does.
+func (st *stack) newAgent(id *sekagent.Identity, h2 bool, transport string) *agent {
 	conf := &tls.Config{
 		RootCAs: st.roots, ServerName: "localhost", MinVersion: tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
+		Certificates: []tls.Certificate{id.TLSCertificate()},
 	}
+	var base http.RoundTripper
+	addr := st.gwAddr
 	if transport == "quic" {
 		tr := &http3.Transport{TLSClientConfig: conf}
 		st.transport = append(st.transport, h3Closer{tr})
-		return &agent{id: id, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, base: "https://" + st.h3Addr}
+		base, addr = tr, st.h3Addr
+	} else {
+		if !h2 {
+			conf.NextProtos = []string{"http/1.1"}
+		}
+		tr := &http.Transport{TLSClientConfig: conf, ForceAttemptHTTP2: h2, MaxIdleConnsPerHost: 4}
+		st.transport = append(st.transport, tr)
+		base = tr
 	}
-	if !h2 {
-		conf.NextProtos = []string{"http/1.1"}
-	}
-	tr := &http.Transport{TLSClientConfig: conf, ForceAttemptHTTP2: h2, MaxIdleConnsPerHost: 4}
-	st.transport = append(st.transport, tr)
-	return &agent{id: id, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, base: "https://" + st.gwAddr}
+	f := sekagent.NewPayloadFollower(sekagent.PayloadOptions{Tenant: id.Principal.Tenant, Gateway: base,
+		Keys: func() []sekagent.CatalogKey { return id.CatalogKeys }})
+	return &agent{id: id.Principal.DeviceID, follower: f, base: "https://" + addr,
+		client: &http.Client{Transport: f.Transport(base), Timeout: 30 * time.Second}}
 }
 
 // h3Closer closes an HTTP/3 transport's connections with the demo.
@@ -87,14 +97,17 @@ type h3Closer struct{ tr *http3.Transport }
 
 func (h h3Closer) CloseIdleConnections() { h.tr.Close() }
 
-// run works until ctx ends: policy and inventory every round, a patch
-// download every tenth round.
+// run works until ctx ends: policy and inventory every round, the
+// catalogued patch every tenth round, the relayed one every twentieth.
 func (a *agent) run(ctx context.Context, interval time.Duration, s *stats) {
 	for round := 0; ctx.Err() == nil; round++ {
 		s.observe("policy", a.policy)
 		s.observe("inventory", a.inventory)
-		if round%10 == 5 {
-			s.observe("patch", a.patch)
+		switch round % 20 {
+		case 5:
+			s.observe("patch", func() (int64, error) { return a.patch(catalogPatch) })
+		case 15:
+			s.observe("relayed", func() (int64, error) { return a.patch(relayedPatch) })
 		}
 		select {
 		case <-ctx.Done():
@@ -136,12 +149,19 @@ func (a *agent) inventory() (int64, error) {
 	return int64(len(body)), nil
 }
 
-func (a *agent) patch() (int64, error) {
-	resp, err := a.client.Get(a.base + "/patches/KB5031356.msu")
+// patch downloads a patch and checks every byte. A 503 with Retry-After
+// (the relay budget is spent) is a deferral: a real agent comes back
+// after the wait, and so does this one, in a later round.
+func (a *agent) patch(path string) (int64, error) {
+	resp, err := a.client.Get(a.base + path)
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "" {
+		io.Copy(io.Discard, resp.Body)
+		return 0, errDeferred
+	}
 	if resp.StatusCode != http.StatusOK {
 		return 0, fmt.Errorf("patch: status %d", resp.StatusCode)
 	}
@@ -163,7 +183,10 @@ func decode(resp *http.Response, v any) (int64, error) {
 	return int64(len(b)), json.Unmarshal(b, v)
 }
 
-var errCorrupt = errors.New("payload differs from what the core sent")
+var (
+	errCorrupt  = errors.New("payload differs from what the core sent")
+	errDeferred = errors.New("deferred: 503 with Retry-After")
+)
 
 // compareReaders reads got to its end and checks it against want.
 func compareReaders(got, want io.Reader) (int64, error) {

@@ -67,7 +67,7 @@ func (c *core) inventory(w http.ResponseWriter, r *http.Request) {
 // can check what arrived.
 func (c *core) patch(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if !strings.HasSuffix(name, ".msu") {
+	if !strings.HasSuffix(name, ".msu") && !strings.HasSuffix(name, ".cab") {
 		http.NotFound(w, r)
 		return
 	}

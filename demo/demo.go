@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -90,6 +91,14 @@ func (o Options) withDefaults() Options {
 
 const tenantName = "demo"
 
+// The demo tenant's relay budget: what the connector lets cross the tunnel
+// as payload (the uncatalogued patch), at most relayConcurrent downloads
+// at once and relayBudget bytes per second.
+const (
+	relayConcurrent = 4
+	relayBudget     = 64 << 20
+)
+
 // Run starts the toy core, a connector, a gateway and the agents on
 // loopback, lets the agents work for the duration (or until ctx ends) and
 // returns what they saw.
@@ -145,6 +154,14 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	<-runCtx.Done()
 	sum := stats.summary(opts, time.Since(start), st.tunnelTransport())
 	sum.Enrolled, sum.EnrollSeconds = len(agents), enrolled.Seconds()
+	sum.TunnelBytes = int64(st.conn.Status().Totals.BytesRelayed)
+	sum.RedirectedBytes = int64(st.gw.Status().Totals.BytesRedirected)
+	for _, a := range agents {
+		ps := a.follower.Stats()
+		sum.Payloads.Verified += ps.Verified
+		sum.Payloads.VerifyFailures += ps.SignatureFailures + ps.DigestMismatches
+		sum.Payloads.FromCDN += ps.BytesFromSources
+	}
 	return sum, nil
 }
 
@@ -164,6 +181,7 @@ type stack struct {
 	transport []interface{ CloseIdleConnections() }
 	h3Addr    string // agents' HTTP/3 port
 	quicAddr  string // the QUIC tunnel port
+	cdn       *cdn   // the toy vendor CDN
 }
 
 func startStack(opts Options) (*stack, error) {
@@ -182,6 +200,9 @@ func startStack(opts Options) (*stack, error) {
 	}
 	st.coreSrv = &http.Server{Handler: st.core.handler(), ReadHeaderTimeout: 10 * time.Second}
 	st.wg.Go(func() { st.coreSrv.Serve(coreLn) })
+	if st.cdn, err = startCDN(opts.PayloadSize); err != nil {
+		return nil, err
+	}
 
 	now := time.Now()
 	if st.ca, err = certs.NewCA(tenantName, now, 0); err != nil {
@@ -277,9 +298,20 @@ func (st *stack) startConnector(ctx context.Context, cert tls.Certificate, coreA
 		return err
 	}
 	st.dir = dir
+	catalog, err := writeCatalog(dir, opts.PayloadSize, st.cdn.url)
+	if err != nil {
+		return err
+	}
+	catKey, err := catalogKey()
+	if err != nil {
+		return err
+	}
 	st.conn, err = connector.New(connector.Config{
 		ID: "demo-connector", Tenant: tenantName, Certificate: &cert, Logger: log.Named("connector"),
 		DeviceRegistry: filepath.Join(dir, "registry.db"), SigningCA: st.ca,
+		Payloads: connector.PayloadsConfig{Catalog: catalog, Keys: []ed25519.PrivateKey{catKey},
+			Relay: connector.RelayConfig{MaxConcurrent: relayConcurrent, BytesPerSecond: relayBudget,
+				PathPrefixes: []string{"/patches/"}, RetryAfter: time.Second}},
 		Admin:       admin.Config{Listen: adminAddr},
 		Transport:   opts.Transport,
 		Gateways:    []connector.GatewayConfig{{Address: st.gwAddr, QUICAddress: st.quicAddr, ServerName: "localhost", RootCAs: st.roots}},
@@ -325,6 +357,9 @@ func (st *stack) close() {
 	}
 	if st.coreSrv != nil {
 		st.coreSrv.Close()
+	}
+	if st.cdn != nil {
+		st.cdn.srv.Close()
 	}
 	st.wg.Wait()
 	if st.dir != "" {

@@ -20,14 +20,25 @@ func TestRun(t *testing.T) {
 	if sum.Failed != 0 || len(sum.Errors) != 0 {
 		t.Fatalf("failures: %d %v", sum.Failed, sum.Errors)
 	}
-	for _, kind := range []string{"policy", "inventory", "patch"} {
+	for _, kind := range []string{"policy", "inventory", "patch", "relayed"} {
 		if sum.ByKind[kind] == 0 {
 			t.Errorf("no %s request succeeded: %v", kind, sum.ByKind)
 		}
 	}
-	// Every patch is 256 KiB and verified byte for byte by the agent.
-	if sum.BytesRelay < sum.ByKind["patch"]*256<<10 {
-		t.Errorf("bytes relayed %d < %d patches × 256 KiB", sum.BytesRelay, sum.ByKind["patch"])
+	// Every patch is 256 KiB and checked byte for byte by the agent; the
+	// catalogued ones were redirected to the CDN and verified by digest,
+	// so only the relayed ones crossed the tunnel.
+	const size = 256 << 10
+	if sum.BytesRelay < (sum.ByKind["patch"]+sum.ByKind["relayed"])*size {
+		t.Errorf("bytes received %d < %d patches × 256 KiB", sum.BytesRelay, sum.ByKind["patch"]+sum.ByKind["relayed"])
+	}
+	if sum.Payloads.Verified != sum.ByKind["patch"] || sum.RedirectedBytes != sum.ByKind["patch"]*size ||
+		sum.Payloads.FromCDN != sum.RedirectedBytes || sum.Payloads.VerifyFailures != 0 {
+		t.Errorf("payloads: %+v, redirected %d bytes, for %d catalogued patches", sum.Payloads, sum.RedirectedBytes, sum.ByKind["patch"])
+	}
+	if sum.Payloads.Relayed != sum.ByKind["relayed"]*size || sum.TunnelBytes < sum.Payloads.Relayed ||
+		sum.TunnelBytes >= sum.Payloads.Relayed+sum.RedirectedBytes {
+		t.Errorf("tunnel carried %d bytes for %d relayed payload bytes and %d redirected", sum.TunnelBytes, sum.Payloads.Relayed, sum.RedirectedBytes)
 	}
 	if sum.P50ms <= 0 || sum.P99ms < sum.P50ms || sum.Transport != "tcp" || sum.Agents != 4 {
 		t.Errorf("odd summary: %+v", sum)

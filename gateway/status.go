@@ -100,7 +100,7 @@ func (s *Server) Status() *admin.Status {
 		}
 	}
 	c := s.counters()
-	st.Totals.Requests, st.Totals.Errors, st.Totals.BytesRelayed = c.Requests, c.Errors, c.Relayed
+	st.Totals.Requests, st.Totals.Errors, st.Totals.BytesRelayed, st.Totals.BytesRedirected = c.Requests, c.Errors, c.Relayed, c.Redirected
 	return st
 }
 
