@@ -220,6 +220,16 @@ func loadCatalog(path string, now time.Time) (*catalog, error) {
 	return c, nil
 }
 
+// LoadCatalogFile reads and validates a payload catalog file as the
+// connector would ("sekisho catalog check").
+func LoadCatalogFile(path string, now time.Time) ([]payload.Entry, error) {
+	c, err := loadCatalog(path, now)
+	if err != nil {
+		return nil, err
+	}
+	return c.entries, nil
+}
+
 // changed reports whether the file at path differs from what was loaded.
 func (s fileStamp) changed(path string) bool {
 	fi, err := os.Stat(path)

@@ -187,7 +187,10 @@ func (f *gatewayFile) resolve(path string) {
 }
 
 func (f *connectorFile) resolve(path string) {
-	ps := []*string{&f.KeyFile, &f.Admin.TokenFile, &f.CA.CertFile, &f.CA.KeyFile}
+	ps := []*string{&f.KeyFile, &f.Admin.TokenFile, &f.CA.CertFile, &f.CA.KeyFile, &f.Payloads.Catalog}
+	for i := range f.Payloads.SigningKeys {
+		ps = append(ps, &f.Payloads.SigningKeys[i])
+	}
 	if f.DeviceRegistry != "" && !strings.Contains(f.DeviceRegistry, "://") && !strings.HasPrefix(f.DeviceRegistry, "sqlite:") {
 		ps = append(ps, &f.DeviceRegistry)
 	}

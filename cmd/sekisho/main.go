@@ -51,7 +51,7 @@ inside the LAN dials out to it and relays their requests to the core.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newGatewayCmd(), newConnectorCmd(), newCACmd(), newKeyCmd(), newConfigCmd(),
-		newDemoCmd(), newLoadgenCmd(), newTokenCmd(), newDevicesCmd(), newAgentCmd(), newVersionCmd())
+		newCatalogCmd(), newDemoCmd(), newLoadgenCmd(), newTokenCmd(), newDevicesCmd(), newAgentCmd(), newVersionCmd())
 	return root
 }
 
