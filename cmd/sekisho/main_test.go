@@ -70,16 +70,20 @@ func TestExampleConfigsCheck(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join(root, "docker", "*.yaml"))
 	var configs []string
 	for _, f := range files {
-		if !strings.HasSuffix(f, "compose.yaml") {
+		if !strings.HasSuffix(f, "compose.yaml") && filepath.Base(f) != "catalog.yaml" {
 			configs = append(configs, f)
 		}
 	}
-	if len(configs) < 2 {
+	if len(configs) < 3 {
 		t.Fatalf("found %d example configs", len(configs))
 	}
 	out, errOut, code := run(t, root, append([]string{"config", "check"}, configs...)...)
 	if code != 0 {
 		t.Fatalf("config check of the examples failed:\n%s%s", out, errOut)
+	}
+	out, errOut, code = run(t, root, "catalog", "check", filepath.Join(root, "docker", "catalog.yaml"))
+	if code != 0 {
+		t.Fatalf("catalog check of the example failed:\n%s%s", out, errOut)
 	}
 }
 
