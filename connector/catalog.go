@@ -68,6 +68,11 @@ type RelayConfig struct {
 	// SizeThreshold: a GET or HEAD response with a larger Content-Length
 	// is payload; 0: none.
 	SizeThreshold int64 `yaml:"size_threshold" config:"bytes"`
+	// QueueWait is how long a download waits for a free slot before it
+	// is refused: it keeps the slots busy between one download and the
+	// next agent's retry. Keep it well below the gateways' stream_timeout
+	// (10s by default). Default 1s; negative: refuse at once.
+	QueueWait time.Duration `yaml:"queue_wait"`
 	// RetryAfter is what refused downloads are told to wait (the gateway
 	// adds jitter up to as much again). Default 10s.
 	RetryAfter time.Duration `yaml:"retry_after"`
@@ -82,6 +87,9 @@ func (p PayloadsConfig) withDefaults() PayloadsConfig {
 	}
 	if p.Relay.RetryAfter == 0 {
 		p.Relay.RetryAfter = 10 * time.Second
+	}
+	if p.Relay.QueueWait == 0 {
+		p.Relay.QueueWait = time.Second
 	}
 	return p
 }
@@ -98,6 +106,9 @@ func (p *PayloadsConfig) validate() []error {
 		errs = append(errs, config.Fieldf("payloads.watch_interval", "must not be negative"))
 	}
 	r := p.Relay
+	if r.QueueWait > 5*time.Second {
+		errs = append(errs, config.Fieldf("payloads.relay.queue_wait", "at most 5s: the gateway waits for the answer"))
+	}
 	if r.MaxConcurrent < 0 || r.BytesPerSecond < 0 || r.Burst < 0 || r.RetryAfter < 0 {
 		errs = append(errs, config.Fieldf("payloads.relay", "values must not be negative"))
 	}

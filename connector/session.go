@@ -196,7 +196,7 @@ func (c *Connector) serveStream(ctx context.Context, st tunnel.Stream, log *zap.
 		return
 	}
 	if h.Kind == tunnel.KindPayload {
-		release, ok := c.budget.Acquire()
+		release, ok := c.budget.AcquireWait(ctx, state.cfg.Payloads.Relay.QueueWait)
 		if !ok {
 			c.metrics.payloadStreams.WithLabelValues("over_budget").Inc()
 			log.Debug("payload download over budget", zap.String("service", h.Service))

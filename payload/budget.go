@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/time/rate"
 )
@@ -40,13 +41,14 @@ type Budget struct {
 	mu      sync.Mutex
 	max     int
 	active  int
+	freed   chan struct{} // closed (and replaced) when a slot is released
 	limiter *rate.Limiter // nil: unlimited
 	refused atomic.Int64
 }
 
 // NewBudget returns a budget with cfg.
 func NewBudget(cfg BudgetConfig) *Budget {
-	b := &Budget{}
+	b := &Budget{freed: make(chan struct{})}
 	b.Set(cfg)
 	return b
 }
@@ -70,11 +72,43 @@ func (b *Budget) Set(cfg BudgetConfig) {
 // Acquire takes a download slot. It returns ok false, without waiting,
 // when all are taken; release must be called once the download ends.
 func (b *Budget) Acquire() (release func(), ok bool) {
+	release, ok, _ = b.tryAcquire()
+	if !ok {
+		b.refused.Add(1)
+	}
+	return release, ok
+}
+
+// AcquireWait is Acquire that waits up to wait (or until ctx ends) for a
+// slot to be released. A short wait keeps the slots busy between one
+// download and the next agent's retry, without holding agents for long.
+func (b *Budget) AcquireWait(ctx context.Context, wait time.Duration) (release func(), ok bool) {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		release, ok, freed := b.tryAcquire()
+		if ok {
+			return release, true
+		}
+		select {
+		case <-freed:
+		case <-timer.C:
+			b.refused.Add(1)
+			return nil, false
+		case <-ctx.Done():
+			b.refused.Add(1)
+			return nil, false
+		}
+	}
+}
+
+// tryAcquire takes a slot if one is free; else it returns the channel
+// that is closed when one is released.
+func (b *Budget) tryAcquire() (release func(), ok bool, freed <-chan struct{}) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.max > 0 && b.active >= b.max {
-		b.refused.Add(1)
-		return nil, false
+		return nil, false, b.freed
 	}
 	b.active++
 	var once sync.Once
@@ -82,9 +116,11 @@ func (b *Budget) Acquire() (release func(), ok bool) {
 		once.Do(func() {
 			b.mu.Lock()
 			b.active--
+			close(b.freed)
+			b.freed = make(chan struct{})
 			b.mu.Unlock()
 		})
-	}, true
+	}, true, nil
 }
 
 // Active is the number of slots taken.

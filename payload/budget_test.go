@@ -38,6 +38,30 @@ func TestBudgetSlots(t *testing.T) {
 	}
 }
 
+func TestBudgetAcquireWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := payload.NewBudget(payload.BudgetConfig{MaxConcurrent: 1})
+		release, _ := b.Acquire()
+		start := time.Now()
+		if _, ok := b.AcquireWait(t.Context(), time.Second); ok || time.Since(start) != time.Second {
+			t.Fatalf("no slot: ok %v after %v, want a refusal after the full wait", ok, time.Since(start))
+		}
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			release()
+		}()
+		start = time.Now()
+		r2, ok := b.AcquireWait(t.Context(), time.Second)
+		if !ok || time.Since(start) != 300*time.Millisecond {
+			t.Fatalf("slot released after 300ms: ok %v after %v", ok, time.Since(start))
+		}
+		r2()
+		if b.Refused() != 1 {
+			t.Fatalf("refused = %d, want 1", b.Refused())
+		}
+	})
+}
+
 // TestBudgetPace reads through a paced conn in a synctest bubble and checks
 // that at every moment the bytes read stay within rate × elapsed + burst,
 // and that the pace is not far below the rate either.
