@@ -290,7 +290,9 @@ func TestRolloutBudgeted(t *testing.T) {
 		cert := certstest.Agent(t, ten.ca, fmt.Sprintf("pc-%04d", i))
 		client := w.agent(&cert, i%2 == 0)
 		client.Timeout = 2 * time.Minute
-		wg.Go(func() { deferrals[i], errs[i] = fetchHonouringRetryAfter(ctx, client, w.url(patchPath), want, &received) })
+		wg.Go(func() {
+			deferrals[i], errs[i] = fetchHonouringRetryAfter(ctx, client, w.url(patchPath), want, &received)
+		})
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
