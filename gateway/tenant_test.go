@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,7 +49,18 @@ func TestTenantApply(t *testing.T) {
 			s.Services = []tunnel.Service{{Name: "x", PathPrefix: "nope"}}
 		}), errAny, "e1", 2},
 		{"refused snapshot of a new epoch", with(snap("e9", 1), func(s *tunnel.Snapshot) { s.TrustBundle = nil }), errAny, "e1", 2},
-		{"two CAs, newer", with(snap("e1", 15), func(s *tunnel.Snapshot) {
+		{"catalog not JSON", with(snap("e1", 3), func(s *tunnel.Snapshot) { s.Catalog = []byte(`{"entries": 7`) }), errAny, "e1", 2},
+		{"catalog entry unsigned", with(snap("e1", 3), func(s *tunnel.Snapshot) {
+			s.Catalog = []byte(`{"entries": [{"path": "/p", "sha256": "` + strings.Repeat("a", 64) + `", "size": 1, "sources": ["relay"]}]}`)
+		}), errAny, "e1", 2},
+		{"catalog source not a URL", with(snap("e1", 3), func(s *tunnel.Snapshot) {
+			s.Catalog = []byte(`{"entries": [{"path": "/p", "sha256": "` + strings.Repeat("a", 64) + `", "size": 1, "sources": ["javascript:x"],
+				"expires": "2030-01-01T00:00:00Z", "key_id": "k", "signature": "c2ln"}]}`)
+		}), errAny, "e1", 2},
+		{"catalog policy only", with(snap("e1", 3), func(s *tunnel.Snapshot) {
+			s.Catalog = []byte(`{"relay": {"path_prefixes": ["/patches/"], "size_threshold": 1048576}}`)
+		}), nil, "e1", 3},
+		{"two CAs, newer, no catalog", with(snap("e1", 15), func(s *tunnel.Snapshot) {
 			s.TrustBundle = append(s.TrustBundle, other.Cert.Raw)
 		}), nil, "e1", 15},
 	}
