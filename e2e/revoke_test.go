@@ -91,6 +91,9 @@ func TestRevokeClosesLiveConnections(t *testing.T) {
 				t.Fatal("the revoked device's download went on")
 			}
 			t.Logf("figure: %s: connection closed %v after devices revoke", transport, closedAt.Sub(revoked).Round(100*time.Microsecond))
+			if n := metricSum(t, w.gw.Registry(), "sekisho_gateway_revocations"); n != 1 {
+				t.Errorf("sekisho_gateway_revocations = %v, want 1", n)
+			}
 
 			// A new handshake (TCP: with a cached session, so resumption is
 			// tried) is refused.

@@ -116,13 +116,18 @@ var (
 		"1 when the tenant has a snapshot (its agents can connect).", []string{"tenant"}, nil)
 	descSnapVersion = prometheus.NewDesc("sekisho_gateway_snapshot_version",
 		"Version of the tenant's snapshot in force.", []string{"tenant"}, nil)
+	descRevocations = prometheus.NewDesc("sekisho_gateway_revocations",
+		"Revoked agent certificates in the tenant's snapshot in force (refused at the handshake).", []string{"tenant"}, nil)
+	descCatalog = prometheus.NewDesc("sekisho_gateway_catalog_entries",
+		"Signed payload catalog entries in the tenant's snapshot in force.", []string{"tenant"}, nil)
 	descExpiry = prometheus.NewDesc("sekisho_certificate_expiry_seconds",
 		"Seconds until the earliest expiry among certificates of a kind (serving: the gateway's own; agent_ca: a tenant's bundle).",
 		[]string{"kind", "tenant"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAgents, descSessions, descStreams, descServed, descSnapVersion, descExpiry} {
+	for _, d := range []*prometheus.Desc{descAgents, descSessions, descStreams, descServed, descSnapVersion, descExpiry,
+		descRevocations, descCatalog} {
 		ch <- d
 	}
 }
@@ -148,6 +153,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		if v.st != nil {
 			served = 1
 			gauge(descSnapVersion, float64(v.st.snap.Version), t.name)
+			gauge(descRevocations, float64(len(v.st.snap.Revocations)), t.name)
+			gauge(descCatalog, float64(v.st.catalog.Len()), t.name)
 			if exp, ok := v.st.earliestExpiry(); ok {
 				gauge(descExpiry, exp.Sub(now).Seconds(), "agent_ca", t.name)
 			}
