@@ -26,6 +26,13 @@ const (
 	DefaultDialTimeout = 10 * time.Second
 )
 
+// Transports of Config.Transport.
+const (
+	TransportTCP  = "tcp"
+	TransportQUIC = "quic"
+	TransportAuto = "auto"
+)
+
 // Config configures an agent. The zero value of every field means the
 // default written in its comment.
 type Config struct {
@@ -44,8 +51,18 @@ type Config struct {
 	RetryMin time.Duration `yaml:"retry_min"`
 	RetryMax time.Duration `yaml:"retry_max"`
 	// DialTimeout bounds the TCP connect and TLS handshake to one gateway,
-	// and the answer to a CONNECT. Default 10s.
+	// the QUIC handshake and the probe of a new network path, and the
+	// answer to a CONNECT. Default 10s.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// Transport carries HTTP requests (the local HTTP proxy's and
+	// HTTPClient's) to the gateways: "tcp" (HTTP/2 or HTTP/1.1 over TLS),
+	// "quic" (HTTP/3 over UDP to the same host and port as the gateway's
+	// address; its connections follow the PC from one network to
+	// another), or "auto" (HTTP/3 to the gateway that worked last, and
+	// TCP for 5 minutes whenever it does not answer over UDP within 3s).
+	// CONNECT tunnels (forwards, the proxy's CONNECT) and enrollment
+	// always go over TCP. Default tcp.
+	Transport string `yaml:"transport"`
 	// Forwards are local TCP ports forwarded to named services.
 	Forwards []Forward `yaml:"forwards"`
 	// HTTPProxy is the local HTTP proxy. Off unless Listen is set.
@@ -137,6 +154,9 @@ func (c Config) withDefaults() Config {
 	def(&c.RetryMin, DefaultRetryMin)
 	def(&c.RetryMax, max(DefaultRetryMax, c.RetryMin))
 	def(&c.DialTimeout, DefaultDialTimeout)
+	if c.Transport == "" {
+		c.Transport = TransportTCP
+	}
 	def(&c.IdleTimeout, DefaultIdleTimeout)
 	if c.MaxConns == 0 {
 		c.MaxConns = DefaultMaxConns
@@ -176,6 +196,9 @@ func (c *Config) Validate() error {
 	if c.MaxConns < 0 {
 		errs = append(errs, config.Fieldf("max_conns", "must not be negative"))
 	}
+	if err := checkTransport(c.Transport); err != nil {
+		errs = append(errs, config.Field("transport", err))
+	}
 	errs = append(errs, validateListeners(c.Forwards, c.HTTPProxy)...)
 	return errors.Join(errs...)
 }
@@ -194,6 +217,15 @@ func validateGateways(gws []GatewayConfig) []error {
 		}
 	}
 	return errs
+}
+
+// checkTransport checks a Config.Transport; empty means the default.
+func checkTransport(t string) error {
+	switch t {
+	case "", TransportTCP, TransportQUIC, TransportAuto:
+		return nil
+	}
+	return fmt.Errorf("%q: want tcp, quic or auto", t)
 }
 
 // validateListeners checks the forwards and the proxy, and that no two of

@@ -95,43 +95,48 @@ type dialOptions struct {
 // that worked, whose dial and handshake succeed and that negotiates one
 // of opts.protos.
 func (d *dialer) dial(ctx context.Context, opts dialOptions) (*tls.Conn, *gateway, error) {
-	n := len(d.gateways)
+	var conn *tls.Conn
+	gw, err := d.try(ctx, len(d.gateways), func(ctx context.Context, gw *gateway) (err error) {
+		conn, err = d.dialOne(ctx, gw, opts)
+		return err
+	})
+	return conn, gw, err
+}
+
+// try calls dial on up to n gateways in order, from the last one that
+// worked, each within the dial timeout, until one succeeds; that one
+// becomes the current gateway.
+func (d *dialer) try(ctx context.Context, n int, dial func(context.Context, *gateway) error) (*gateway, error) {
 	start := int(d.current.Load())
 	var errs []error
-	for i := range n {
-		idx := (start + i) % n
+	for i := range min(n, len(d.gateways)) {
+		idx := (start + i) % len(d.gateways)
 		gw := &d.gateways[idx]
-		conn, err := d.dialOne(ctx, gw, opts)
+		dctx, cancel := context.WithTimeout(ctx, d.timeout)
+		err := dial(dctx, gw)
+		cancel()
 		if err == nil {
 			if idx != start {
 				d.log.Info("gateway failover", zap.String("gateway", gw.address))
 			}
 			d.current.Store(int32(idx))
-			return conn, gw, nil
+			return gw, nil
 		}
 		errs = append(errs, fmt.Errorf("gateway %s: %w", gw.address, err))
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	return nil, nil, errors.Join(errs...)
+	return nil, errors.Join(errs...)
 }
 
+// dialOne dials gw over TCP and shakes hands; ctx bounds both.
 func (d *dialer) dialOne(ctx context.Context, gw *gateway, opts dialOptions) (*tls.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, d.timeout)
-	defer cancel()
 	raw, err := d.dialTCP(ctx, "tcp", gw.address)
 	if err != nil {
 		return nil, err
 	}
-	cfg := gw.tls.Clone()
-	cfg.NextProtos = opts.protos
-	cfg.ClientSessionCache = opts.sessions
-	if opts.cert != nil {
-		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return opts.cert(), nil
-		}
-	}
+	cfg := d.tlsConfig(gw, opts)
 	conn := tls.Client(raw, cfg)
 	if err := conn.HandshakeContext(ctx); err != nil {
 		raw.Close()
@@ -142,6 +147,19 @@ func (d *dialer) dialOne(ctx context.Context, gw *gateway, opts dialOptions) (*t
 		return nil, fmt.Errorf("gateway negotiated protocol %q, want one of %q", p, opts.protos)
 	}
 	return conn, nil
+}
+
+// tlsConfig is the client TLS config for gw with opts.
+func (d *dialer) tlsConfig(gw *gateway, opts dialOptions) *tls.Config {
+	cfg := gw.tls.Clone()
+	cfg.NextProtos = opts.protos
+	cfg.ClientSessionCache = opts.sessions
+	if opts.cert != nil {
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return opts.cert(), nil
+		}
+	}
+	return cfg
 }
 
 // acceptProto reports whether the negotiated protocol p is one we offered;

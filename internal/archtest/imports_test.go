@@ -76,8 +76,10 @@ var rules = map[string]rule{
 	"internal/admin":      {kindInternal, []string{"tunnel", "auth", "certs", "payload", "internal/..."}},
 	"internal/hist":       {kindInternal, []string{"internal/..."}},
 	"internal/splice":     {kindInternal, []string{"internal/..."}},
+	"internal/netwatch":   {kindInternal, []string{"internal/..."}},
 
-	"internal/admin/admintest": {kindHelper, []string{"internal/admin"}},
+	"internal/admin/admintest":       {kindHelper, []string{"internal/admin"}},
+	"internal/netwatch/netwatchtest": {kindHelper, []string{"internal/netwatch"}},
 }
 
 // goosList are the systems whose build-constrained files are checked too
