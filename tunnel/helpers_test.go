@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sekisho/sekisho/tunnel"
+	"github.com/sekisho/sekisho/tunnel/tunneltest"
 )
 
 // hang bounds waits for things that must happen "promptly": it only guards
@@ -91,57 +92,12 @@ func get[T any](t testing.TB, ch <-chan result[T], what string) (T, error) {
 	}
 }
 
-// tcpPair returns the two ends of a loopback TCP connection, closed when
-// the test ends.
-func tcpPair(t testing.TB) (*net.TCPConn, *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	acc := async(func() (net.Conn, error) { return ln.Accept() })
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := get(t, acc, "accept")
-	if err != nil {
-		c.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return c.(*net.TCPConn), s.(*net.TCPConn)
-}
+// tcpPair and streamPair are tunneltest's, under the names the suite
+// grew up with.
+func tcpPair(t testing.TB) (*net.TCPConn, *net.TCPConn) { return tunneltest.TCPPair(t) }
 
-// streamPair opens a stream on client and accepts it on server.
 func streamPair(t testing.TB, client, server tunnel.Session) (tunnel.Stream, tunnel.Stream) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), hang)
-	defer cancel()
-	acc := async(func() (tunnel.Stream, error) { return server.AcceptStream(ctx) })
-	c, err := client.OpenStream(ctx)
-	if err != nil {
-		t.Fatalf("open stream: %v", err)
-	}
-	// Some transports (QUIC) announce a stream with its first byte only:
-	// one byte goes over and is consumed here, so both ends start clean.
-	if _, err := c.Write([]byte{'!'}); err != nil {
-		c.Close()
-		t.Fatalf("write first byte: %v", err)
-	}
-	s, err := get(t, acc, "accept stream")
-	if err != nil {
-		c.Close()
-		t.Fatalf("accept stream: %v", err)
-	}
-	if _, err := io.ReadFull(s, make([]byte, 1)); err != nil {
-		c.Close()
-		s.Close()
-		t.Fatalf("read first byte: %v", err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return c, s
+	return tunneltest.StreamPair(t, client, server)
 }
 
 func isTimeout(err error) bool {
