@@ -14,10 +14,18 @@
 //     gateway as HTTPS requests with the original Host, and CONNECT to a
 //     mapped host:port becomes a CONNECT to a service (HTTPProxyConfig).
 //
-// Everything goes to the configured gateways and nowhere else, tried in
-// order and sticking to the last one that worked (Client). Local listeners
-// are loopback-only unless a listener says AllowRemote: an agent must not
-// become a relay for its LAN.
+// Everything goes to the configured gateways, tried in order and sticking
+// to the last one that worked (Client), with one exception: a payload
+// redirect whose catalog entry verifies against the tenant's catalog keys
+// is followed to the sources the entry names (PayloadFollower), and the
+// download is checked against the signed digest before the software gets
+// its end. Local listeners are loopback-only unless a listener says
+// AllowRemote: an agent must not become a relay for its LAN.
+//
+// HTTP requests (HTTPClient, the proxy's http://) go over TCP, HTTP/3 or
+// auto as Config.Transport says; QUIC connections follow the PC across
+// networks (internal/netwatch and the roamer); CONNECT tunnels and
+// enrollment always use TCP.
 //
 // The protocol of enrollment and renewal is docs/ENROLLMENT.md. The
 // identity lives in Config.StateDir: agent.key (owner-only; on Windows a
@@ -26,6 +34,6 @@
 //
 // RunAsService runs the agent under the Windows service manager.
 //
-// agent imports auth, certs and internal packages only: never tunnel,
-// gateway or connector.
+// agent imports auth, certs, payload and internal packages only: never
+// tunnel, gateway or connector.
 package agent
