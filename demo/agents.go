@@ -76,20 +76,28 @@ func (st *stack) newAgent(id *sekagent.Identity, h2 bool, transport string) *age
 	addr := st.gwAddr
 	if transport == "quic" {
 		tr := &http3.Transport{TLSClientConfig: conf}
-		st.transport = append(st.transport, h3Closer{tr})
+		st.keepTransport(h3Closer{tr})
 		base, addr = tr, st.h3Addr
 	} else {
 		if !h2 {
 			conf.NextProtos = []string{"http/1.1"}
 		}
 		tr := &http.Transport{TLSClientConfig: conf, ForceAttemptHTTP2: h2, MaxIdleConnsPerHost: 4}
-		st.transport = append(st.transport, tr)
+		st.keepTransport(tr)
 		base = tr
 	}
 	f := sekagent.NewPayloadFollower(sekagent.PayloadOptions{Tenant: id.Principal.Tenant, Gateway: base,
 		Keys: func() []sekagent.CatalogKey { return id.CatalogKeys }})
 	return &agent{id: id.Principal.DeviceID, follower: f, base: "https://" + addr,
 		client: &http.Client{Transport: f.Transport(base), Timeout: 30 * time.Second}}
+}
+
+// keepTransport remembers a transport so that close can drop its
+// connections; agents enroll in parallel, so it locks.
+func (st *stack) keepTransport(t interface{ CloseIdleConnections() }) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.transport = append(st.transport, t)
 }
 
 // h3Closer closes an HTTP/3 transport's connections with the demo.

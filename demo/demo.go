@@ -178,6 +178,7 @@ type stack struct {
 	gwAddr    string
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
+	mu        sync.Mutex // guards transport: agents enroll in parallel
 	transport []interface{ CloseIdleConnections() }
 	h3Addr    string // agents' HTTP/3 port
 	quicAddr  string // the QUIC tunnel port
@@ -349,9 +350,11 @@ func (st *stack) waitServed(ctx context.Context, timeout time.Duration) error {
 }
 
 func (st *stack) close() {
+	st.mu.Lock()
 	for _, t := range st.transport {
 		t.CloseIdleConnections()
 	}
+	st.mu.Unlock()
 	if st.cancel != nil {
 		st.cancel()
 	}
