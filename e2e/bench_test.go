@@ -41,6 +41,21 @@ func benchCore(n int64) http.Handler {
 	return mux
 }
 
+// plainCore serves benchCore(size) over plain HTTP and returns its
+// address. Unlike startCore it keeps nothing of what it serves, like the
+// direct arm's server: a core that cloned every request would charge the
+// sekisho arm with allocations and garbage of the test's own.
+func plainCore(tb testing.TB, size int64) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	hs := &http.Server{Handler: benchCore(size), ReadHeaderTimeout: hangGuard}
+	go hs.Serve(ln)
+	tb.Cleanup(func() { hs.Close() })
+	return ln.Addr().String()
+}
+
 // paths gives, for one benchmark, the sekisho path and the direct path to
 // the same core, each as a function returning a fresh agent client.
 type paths struct {
@@ -56,8 +71,8 @@ func setupPaths(b *testing.B, size int64, transport string) *paths {
 		b.Fatal(err)
 	}
 	w := startGateway(b, func(c *gateway.Config) { c.QUIC.TunnelConn = tunnels }, acme)
-	core := startCore(b, benchCore(size))
-	w.startConnector(b, acme, []connector.ServiceConfig{{Name: "core", PathPrefix: "/", Address: core.addr()}},
+	core := plainCore(b, size)
+	w.startConnector(b, acme, []connector.ServiceConfig{{Name: "core", PathPrefix: "/", Address: core}},
 		func(c *connector.Config) {
 			c.Transport = transport
 			c.Gateways[0].QUICAddress = tunnels.LocalAddr().String()

@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -22,6 +25,32 @@ type agent struct {
 	base   string // https://target
 	client *http.Client
 	close  func()
+	// drop closes the agent's idle connection, so that the next request
+	// dials a new one (http3 keeps a connection whose requests time out).
+	drop func()
+	// lost is signalled when a connection that finished its handshake
+	// ends, whoever ended it.
+	lost chan struct{}
+}
+
+func newAgentOf(id, base string) *agent {
+	return &agent{id: id, base: base, lost: make(chan struct{}, 1)}
+}
+
+// connLost notes that the agent's connection ended; it never blocks.
+func (a *agent) connLost() {
+	select {
+	case a.lost <- struct{}{}:
+	default:
+	}
+}
+
+// drainLost forgets a loss already noted (of a connection now replaced).
+func (a *agent) drainLost() {
+	select {
+	case <-a.lost:
+	default:
+	}
 }
 
 // fleet makes agents: certificates from the CA (one key for all, so that
@@ -46,7 +75,7 @@ func newFleet(cfg Config) (*fleet, error) {
 
 // newAgent mints agent i's certificate and builds its client.
 func (f *fleet) newAgent(i int) (*agent, error) {
-	id := fmt.Sprintf("load-%06d", i)
+	id := fmt.Sprintf("load-%06d", f.cfg.FirstAgent+i)
 	leaf, err := f.cfg.CA.IssueAgent(certs.AgentRequest{DeviceID: id, PublicKey: f.key.Public(), Now: time.Now(), Lifetime: 24 * time.Hour})
 	if err != nil {
 		return nil, err
@@ -67,15 +96,71 @@ func (f *fleet) tcpAgent(id string, i int, conf *tls.Config) *agent {
 	if ip := f.sourceIP(i); ip != nil {
 		d.LocalAddr = &net.TCPAddr{IP: ip}
 	}
-	if !f.cfg.HTTP2 {
-		conf.NextProtos = []string{"http/1.1"}
+	conf.NextProtos = []string{"http/1.1"}
+	if f.cfg.HTTP2 {
+		conf.NextProtos = []string{"h2", "http/1.1"}
 	}
+	a := newAgentOf(id, f.base)
+	timeout := f.cfg.RequestTimeout
 	tr := &http.Transport{
-		DialContext: d.DialContext, TLSClientConfig: conf, ForceAttemptHTTP2: f.cfg.HTTP2,
-		MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1, IdleConnTimeout: 0,
-		DisableCompression: true, TLSHandshakeTimeout: f.cfg.RequestTimeout,
+		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dialTLS(ctx, d, network, addr, conf, timeout, a.connLost)
+		},
+		ForceAttemptHTTP2: f.cfg.HTTP2,
+		MaxConnsPerHost:   1, MaxIdleConnsPerHost: 1, IdleConnTimeout: 0,
+		DisableCompression: true,
 	}
-	return &agent{id: id, base: f.base, client: &http.Client{Transport: tr, Timeout: f.cfg.RequestTimeout}, close: tr.CloseIdleConnections}
+	a.client = &http.Client{Transport: tr, Timeout: timeout}
+	a.close, a.drop = tr.CloseIdleConnections, tr.CloseIdleConnections
+	return a
+}
+
+// dialTLS dials addr and completes the TLS handshake within timeout. The
+// connection calls onEnd once when it ends, but only if its handshake
+// succeeded: a refused attempt is not a lost connection.
+func dialTLS(ctx context.Context, d *net.Dialer, network, addr string, conf *tls.Config, timeout time.Duration, onEnd func()) (net.Conn, error) {
+	raw, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	w := &watchedConn{Conn: raw}
+	tc := tls.Client(w, conf)
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	w.onEnd.Store(&onEnd)
+	return tc, nil
+}
+
+// watchedConn reports its end once: a failed read (the peer closed,
+// reset or went away) or a close (the HTTP transport closes a connection
+// it gave up on, after a TLS close_notify for instance, which the TLS
+// layer reads without a failed read underneath).
+type watchedConn struct {
+	net.Conn
+	onEnd atomic.Pointer[func()]
+}
+
+func (c *watchedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		c.ended()
+	}
+	return n, err
+}
+
+func (c *watchedConn) Close() error {
+	c.ended()
+	return c.Conn.Close()
+}
+
+func (c *watchedConn) ended() {
+	if f := c.onEnd.Swap(nil); f != nil {
+		(*f)()
+	}
 }
 
 // sourceIP spreads loopback agents over 127.0.0.2 and up.
@@ -97,14 +182,26 @@ func (f *fleet) quicAgent(id string, i int, conf *tls.Config) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	qc := &quic.Config{KeepAlivePeriod: 0, MaxIdleTimeout: 5 * time.Minute, HandshakeIdleTimeout: f.cfg.RequestTimeout}
+	// quic-go gives a handshake twice HandshakeIdleTimeout: a stalled
+	// dial (which http3 shares between the requests waiting for it) then
+	// ends within RequestTimeout and the next attempt dials afresh.
+	qc := &quic.Config{KeepAlivePeriod: 0, MaxIdleTimeout: 5 * time.Minute, HandshakeIdleTimeout: f.cfg.RequestTimeout / 2}
+	a := newAgentOf(id, f.base)
 	tr := &http3.Transport{
 		TLSClientConfig: conf, QUICConfig: qc,
 		Dial: func(ctx context.Context, _ string, tlsConf *tls.Config, qconf *quic.Config) (*quic.Conn, error) {
-			return qt.Dial(ctx, addr, tlsConf, qconf)
+			c, err := qt.Dial(ctx, addr, tlsConf, qconf)
+			if err != nil {
+				return nil, err
+			}
+			// The handshake is done: from now on its end is a loss.
+			context.AfterFunc(c.Context(), a.connLost)
+			return c, nil
 		},
 	}
-	return &agent{id: id, base: f.base, client: &http.Client{Transport: tr, Timeout: f.cfg.RequestTimeout}, close: func() { tr.Close() }}, nil
+	a.client = &http.Client{Transport: tr, Timeout: f.cfg.RequestTimeout}
+	a.close, a.drop = func() { tr.Close() }, tr.CloseIdleConnections
+	return a, nil
 }
 
 // socket returns the shared UDP socket for agent i.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sekisho/sekisho/certs"
+	"github.com/sekisho/sekisho/tunnel"
 )
 
 // Config describes a load run. The zero value of a field means the
@@ -30,6 +31,9 @@ type Config struct {
 	HTTP2 bool
 	// Agents is the number of agents. Default 100.
 	Agents int
+	// FirstAgent numbers the agents' devices from here (load-000000 by
+	// default), so that several loadgen processes make distinct devices.
+	FirstAgent int
 	// ConnectRate is how many agents connect per second. 0: all at once
 	// (bounded by Concurrency).
 	ConnectRate float64
@@ -61,6 +65,17 @@ type Config struct {
 	RequestTimeout time.Duration
 	// Curves for the agents' TLS (default Go's).
 	Curves []tls.CurveID
+	// Reconnect makes an agent whose connection ends (a gateway restart,
+	// an idle timeout) come back: it retries a small request, which dials
+	// a new connection, with jittered exponential backoff between attempts
+	// until one is served or the run ends. Default off: a lost agent stays
+	// lost until its next request.
+	Reconnect bool
+	// ReconnectBackoff spaces the attempts: attempt n waits a random time
+	// in [d/2, d), d = min(Max, Min·2^n), so agents that lost the same
+	// gateway at the same instant come back spread out. Defaults: Min
+	// 250ms, Max 30s (tunnel.Backoff's, as connectors use).
+	ReconnectBackoff tunnel.Backoff
 	// Progress, when set, receives a line per second.
 	Progress io.Writer
 }
@@ -110,8 +125,10 @@ func (c Config) validate() error {
 		return errors.New("loadgen: no CA to mint agent certificates")
 	case c.Transport != "tcp" && c.Transport != "quic":
 		return fmt.Errorf("loadgen: transport %q: want tcp or quic", c.Transport)
-	case c.Agents < 0 || c.ConnectRate < 0 || c.RequestRate < 0 || c.Duration < 0:
+	case c.Agents < 0 || c.FirstAgent < 0 || c.ConnectRate < 0 || c.RequestRate < 0 || c.Duration < 0:
 		return errors.New("loadgen: counts, rates and durations must not be negative")
+	case c.ReconnectBackoff.Min < 0 || c.ReconnectBackoff.Max < 0:
+		return errors.New("loadgen: reconnect backoff must not be negative")
 	case c.PayloadFraction < 0 || c.PayloadFraction > 1:
 		return errors.New("loadgen: payload fraction must be 0 to 1")
 	}

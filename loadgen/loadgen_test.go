@@ -30,13 +30,14 @@ type fakeGateway struct {
 	requests atomic.Int64
 	mu       sync.Mutex
 	devices  map[string]bool
+	protos   map[int]bool // HTTP major versions seen
 }
 
 func TestRunTCP(t *testing.T) {
 	for _, h2 := range []bool{false, true} {
 		ca := certstest.CA(t, "acme")
 		srv := certstest.NewServer(t)
-		g := &fakeGateway{roots: srv.Roots, devices: map[string]bool{}}
+		g := &fakeGateway{roots: srv.Roots, devices: map[string]bool{}, protos: map[int]bool{}}
 		pool := x509.NewCertPool()
 		pool.AddCert(ca.Cert)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -53,6 +54,7 @@ func TestRunTCP(t *testing.T) {
 				g.requests.Add(1)
 				g.mu.Lock()
 				g.devices[p.DeviceID] = true
+				g.protos[r.ProtoMajor] = true
 				g.mu.Unlock()
 				if r.URL.Path == "/busy" {
 					w.Header().Set("Retry-After", "1")
@@ -84,6 +86,9 @@ func TestRunTCP(t *testing.T) {
 		// One connection and one certificate per agent.
 		if n := g.conns.Load(); n != 40 {
 			t.Errorf("h2=%v: the server saw %d connections, want 40", h2, n)
+		}
+		if wantMajor := map[bool]int{false: 1, true: 2}[h2]; len(g.protos) != 1 || !g.protos[wantMajor] {
+			t.Errorf("h2=%v: the server saw HTTP versions %v, want only %d", h2, g.protos, wantMajor)
 		}
 		if len(g.devices) != 40 {
 			t.Errorf("h2=%v: the server saw %d devices, want 40", h2, len(g.devices))

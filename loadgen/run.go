@@ -31,7 +31,17 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if cfg.Progress != nil {
 		bg.Go(func() { st.progress(progressCtx, cfg.Progress, cfg.Agents) })
 	}
-	agents := connectAll(ctx, cfg, f, st)
+	// An agent lives (keepalives, reconnection) from the moment it is
+	// connected until the hold ends, so that a long ramp does not leave
+	// the first agents silent past the gateway's idle timeout.
+	liveCtx, stopLiving := context.WithCancel(ctx)
+	defer stopLiving()
+	var living sync.WaitGroup
+	onConnected := func(*agent) {}
+	if cfg.Reconnect || cfg.KeepAlive > 0 && cfg.RequestRate == 0 {
+		onConnected = func(a *agent) { living.Go(func() { a.live(liveCtx, cfg, st) }) }
+	}
+	agents := connectAll(ctx, cfg, f, st, onConnected)
 	st.connectDone = time.Now()
 	defer func() {
 		for _, a := range agents {
@@ -44,6 +54,8 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		hold(holdCtx, cfg, agents, st)
 	}
 	st.holdDone = time.Now()
+	stopLiving()
+	living.Wait()
 	stopProgress()
 	bg.Wait()
 	return st.summary(cfg), nil
@@ -51,8 +63,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 
 // connectAll connects the agents at ConnectRate with at most Concurrency
 // connects in flight; each connect is a TLS handshake plus one small
-// request, so "connected" means the gateway served it.
-func connectAll(ctx context.Context, cfg Config, f *fleet, st *stats) []*agent {
+// request, so "connected" means the gateway served it. With Reconnect, an
+// agent retries its connect until it is served or the run ends.
+func connectAll(ctx context.Context, cfg Config, f *fleet, st *stats, onConnected func(*agent)) []*agent {
 	lim := rate.NewLimiter(rate.Inf, 1)
 	if cfg.ConnectRate > 0 {
 		lim = rate.NewLimiter(rate.Limit(cfg.ConnectRate), 1)
@@ -75,12 +88,13 @@ func connectAll(ctx context.Context, cfg Config, f *fleet, st *stats) []*agent {
 				return
 			}
 			start := time.Now()
-			if _, err := a.do(ctx, cfg.SmallPath); err != nil {
+			if err := a.connect(ctx, cfg, st); err != nil {
 				a.close()
 				st.connectFailed(err)
 				return
 			}
 			st.connected(time.Since(start))
+			onConnected(a)
 			mu.Lock()
 			out = append(out, a)
 			mu.Unlock()
@@ -90,16 +104,11 @@ func connectAll(ctx context.Context, cfg Config, f *fleet, st *stats) []*agent {
 	return out
 }
 
-// hold keeps the agents busy (RequestRate) or idle with keepalives until
-// ctx ends.
+// hold issues RequestRate requests per second over the agents until ctx
+// ends, or just waits when the agents are idle.
 func hold(ctx context.Context, cfg Config, agents []*agent, st *stats) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	if cfg.KeepAlive > 0 && cfg.RequestRate == 0 {
-		for _, a := range agents {
-			wg.Go(func() { a.keepAlive(ctx, cfg.KeepAlive, cfg.SmallPath, st) })
-		}
-	}
 	if cfg.RequestRate <= 0 {
 		<-ctx.Done()
 		return
@@ -129,28 +138,6 @@ func hold(ctx context.Context, cfg Config, agents []*agent, st *stats) {
 			}
 			st.request(payload, n, time.Since(start), err)
 		})
-	}
-}
-
-// keepAlive sends a small request every period so an idle agent is not
-// closed by the gateway's idle timeout.
-func (a *agent) keepAlive(ctx context.Context, period time.Duration, path string, st *stats) {
-	// Spread the herd: the first keepalive at a random point of the period.
-	t := time.NewTimer(time.Duration(rand.Int64N(int64(period))))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		start := time.Now()
-		n, err := a.do(ctx, path)
-		if err != nil && ctx.Err() != nil {
-			return
-		}
-		st.request(false, n, time.Since(start), err)
-		t.Reset(period)
 	}
 }
 

@@ -25,8 +25,11 @@ func newLoadgenCmd() *cobra.Command {
 "sekisho ca init", or written by "sekisho demo --pki-out DIR"), connects the
 agents at --connect-rate, then holds them for --duration: idle (with a
 keepalive request every --keepalive), or issuing --rate requests per second in
-total, a --payload-fraction of them payload downloads. It reports connect rate,
-requests per second, latency p50/p90/p99/p99.9, throughput and errors by kind.
+total, a --payload-fraction of them payload downloads. With --reconnect, an
+agent whose connection ends (a gateway restart) comes back with jittered
+exponential backoff and never gives up while the run lasts. It reports connect
+rate, requests per second, latency p50/p90/p99/p99.9, throughput, errors by
+kind, and the reconnections (how many, how long, first loss to last return).
 
 Run it as its own process, so that the gateway's measurements are its own.
 One process holds at most as many agents as its open-file limit allows (it
@@ -78,6 +81,7 @@ raises the soft limit to the hard one); beyond that, run several.`,
 	f.StringVar(&cfg.Transport, "transport", "tcp", "tcp or quic")
 	f.BoolVar(&cfg.HTTP2, "h2", false, "HTTP/2 over TCP (default HTTP/1.1)")
 	f.IntVar(&cfg.Agents, "agents", 100, "number of agents")
+	f.IntVar(&cfg.FirstAgent, "first-agent", 0, "number of the first agent's device (load-NNNNNN), so that several processes make distinct devices")
 	f.Float64Var(&cfg.ConnectRate, "connect-rate", 0, "agents connecting per second (0: as fast as --concurrency allows)")
 	f.IntVar(&cfg.Concurrency, "concurrency", 256, "connects in flight at most")
 	f.DurationVar(&cfg.Duration, "duration", 0, "how long to hold the agents after the ramp (default 10s)")
@@ -89,6 +93,9 @@ raises the soft limit to the hard one); beyond that, run several.`,
 	f.IntVar(&cfg.SourceIPs, "source-ips", 0, "spread TCP agents over 127.0.0.2.. this many addresses on loopback (default 200)")
 	f.IntVar(&cfg.AgentsPerSocket, "agents-per-socket", 0, "QUIC agents sharing one UDP socket (default 4000)")
 	f.StringSliceVar(&curves, "curves", nil, "TLS key exchange groups of the agents (default Go's)")
+	f.BoolVar(&cfg.Reconnect, "reconnect", false, "agents whose connection ends come back, with jittered exponential backoff, until the run ends")
+	f.DurationVar(&cfg.ReconnectBackoff.Min, "reconnect-min", 0, "first reconnect delay; each retry doubles it, jittered (default 250ms)")
+	f.DurationVar(&cfg.ReconnectBackoff.Max, "reconnect-max", 0, "largest reconnect delay (default 30s)")
 	f.BoolVar(&asJSON, "json", false, "print the summary as one JSON object on stdout")
 	cmd.MarkFlagRequired("target")
 	cmd.MarkFlagRequired("ca-dir")
