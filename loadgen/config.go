@@ -80,6 +80,18 @@ type Config struct {
 	Progress io.Writer
 }
 
+// FilesNeeded is how many open files the run needs: a TCP agent holds a
+// socket of its own, QUIC agents share one UDP socket per AgentsPerSocket;
+// plus some for the process itself.
+func (c Config) FilesNeeded() uint64 {
+	c = c.withDefaults()
+	n := c.Agents
+	if c.Transport == "quic" {
+		n = (c.Agents + c.AgentsPerSocket - 1) / c.AgentsPerSocket
+	}
+	return uint64(n) + 64
+}
+
 func (c Config) withDefaults() Config {
 	if c.Transport == "" {
 		c.Transport = "tcp"

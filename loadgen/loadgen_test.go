@@ -141,3 +141,21 @@ func TestSourceIPsSpread(t *testing.T) {
 		t.Fatal("a non-loopback target got a loopback source address")
 	}
 }
+
+// A TCP agent needs a file of its own; QUIC agents share a socket per
+// AgentsPerSocket, so 100,000 of them fit one process's limit.
+func TestFilesNeeded(t *testing.T) {
+	for _, tt := range []struct {
+		cfg  Config
+		want uint64
+	}{
+		{Config{Agents: 19000}, 19064},
+		{Config{Agents: 20000, Transport: "quic"}, 5 + 64},
+		{Config{Agents: 20001, Transport: "quic"}, 6 + 64},
+		{Config{Agents: 100, Transport: "quic", AgentsPerSocket: 10}, 10 + 64},
+	} {
+		if got := tt.cfg.FilesNeeded(); got != tt.want {
+			t.Errorf("%+v: %d files, want %d", tt.cfg, got, tt.want)
+		}
+	}
+}

@@ -32,8 +32,9 @@ rate, requests per second, latency p50/p90/p99/p99.9, throughput, errors by
 kind, and the reconnections (how many, how long, first loss to last return).
 
 Run it as its own process, so that the gateway's measurements are its own.
-One process holds at most as many agents as its open-file limit allows (it
-raises the soft limit to the hard one); beyond that, run several.`,
+Over TCP, one process holds at most as many agents as its open-file limit
+allows (it raises the soft limit to the hard one); beyond that, run several.
+QUIC agents share a UDP socket per --agents-per-socket.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ca, err := loadCADir(caDir)
@@ -54,8 +55,9 @@ raises the soft limit to the hard one); beyond that, run several.`,
 			if cfg.Curves, err = certs.ParseCurves(curves); err != nil {
 				return err
 			}
-			if limit, err := loadgen.RaiseFileLimit(); err == nil && limit > 0 && uint64(cfg.Agents)+64 > limit {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: open-file limit %d is below %d agents; run several processes\n", limit, cfg.Agents)
+			if limit, err := loadgen.RaiseFileLimit(); err == nil && limit > 0 && cfg.FilesNeeded() > limit {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: open-file limit %d is below the %d files %d agents need; run several processes\n",
+					limit, cfg.FilesNeeded(), cfg.Agents)
 			}
 			if !asJSON {
 				cfg.Progress = cmd.ErrOrStderr()
