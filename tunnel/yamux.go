@@ -38,8 +38,10 @@ func NewYamuxClient(conn net.Conn, c Config) (Session, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	s, err := yamux.Client(&frameConn{Conn: conn}, c.yamux())
+	fc := newFrameConn(conn, c.WithDefaults().WriteTimeout)
+	s, err := yamux.Client(fc, c.yamux())
 	if err != nil {
+		fc.Close()
 		return nil, fmt.Errorf("start yamux client: %w", err)
 	}
 	return &yamuxSession{s: s, conn: conn}, nil
@@ -50,8 +52,10 @@ func NewYamuxServer(conn net.Conn, c Config) (Session, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	s, err := yamux.Server(&frameConn{Conn: conn}, c.yamux())
+	fc := newFrameConn(conn, c.WithDefaults().WriteTimeout)
+	s, err := yamux.Server(fc, c.yamux())
 	if err != nil {
+		fc.Close()
 		return nil, fmt.Errorf("start yamux server: %w", err)
 	}
 	return &yamuxSession{s: s, conn: conn}, nil
