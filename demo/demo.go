@@ -57,8 +57,9 @@ type Options struct {
 	// the CA of the gateway's certificate (gateway-ca.pem), so that other
 	// programs (sekisho loadgen) can make agents.
 	PKIDir string
-	// OnGateway, when set, is told the gateway's address once it serves.
-	OnGateway func(addr string)
+	// OnGateway, when set, is told the gateway's agent addresses once it
+	// serves: TCP (HTTP/1.1, HTTP/2) and UDP (HTTP/3).
+	OnGateway func(tcp, h3 string)
 }
 
 func (o Options) withDefaults() Options {
@@ -129,7 +130,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		}
 	}
 	if opts.OnGateway != nil {
-		opts.OnGateway(st.gwAddr)
+		opts.OnGateway(st.gwAddr, st.h3Addr)
 	}
 	var agents []*agent
 	enrollStart := time.Now()
@@ -153,7 +154,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	wg.Wait()
 	<-runCtx.Done()
 	sum := stats.summary(opts, time.Since(start), st.tunnelTransport())
-	sum.Enrolled, sum.EnrollSeconds = len(agents), enrolled.Seconds()
+	sum.Agents, sum.Enrolled, sum.EnrollSeconds = len(agents), len(agents), enrolled.Seconds()
 	sum.TunnelBytes = int64(st.conn.Status().Totals.BytesRelayed)
 	sum.RedirectedBytes = int64(st.gw.Status().Totals.BytesRedirected)
 	for _, a := range agents {

@@ -61,8 +61,34 @@ type fleet struct {
 	key  crypto.Signer
 	base string
 
+	// sources fetches from hosts other than the gateway: the vendor CDN a
+	// signed payload redirect points to. An agent's certificate and its
+	// trust in the gateway's CA are for the gateway only.
+	sources *http.Transport
+
 	mu      sync.Mutex
 	sockets []*quic.Transport // QUIC: one per AgentsPerSocket agents
+}
+
+// toGateway sends the agent's requests for the gateway over its own
+// transport, and those a redirect sends elsewhere over the fleet's shared
+// one.
+type toGateway struct {
+	host             string
+	gateway, sources http.RoundTripper
+}
+
+func (t toGateway) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Scheme == "https" && r.URL.Host == t.host {
+		return t.gateway.RoundTrip(r)
+	}
+	return t.sources.RoundTrip(r)
+}
+
+// client is an agent's HTTP client over its gateway transport.
+func (f *fleet) client(gateway http.RoundTripper) *http.Client {
+	return &http.Client{Transport: toGateway{host: f.cfg.Target, gateway: gateway, sources: f.sources},
+		Timeout: f.cfg.RequestTimeout}
 }
 
 func newFleet(cfg Config) (*fleet, error) {
@@ -70,7 +96,11 @@ func newFleet(cfg Config) (*fleet, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fleet{cfg: cfg, key: key, base: "https://" + cfg.Target}, nil
+	sources := &http.Transport{
+		Proxy: nil, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second,
+		TLSHandshakeTimeout: cfg.RequestTimeout, TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12},
+	}
+	return &fleet{cfg: cfg, key: key, base: "https://" + cfg.Target, sources: sources}, nil
 }
 
 // newAgent mints agent i's certificate and builds its client.
@@ -110,7 +140,7 @@ func (f *fleet) tcpAgent(id string, i int, conf *tls.Config) *agent {
 		MaxConnsPerHost:   1, MaxIdleConnsPerHost: 1, IdleConnTimeout: 0,
 		DisableCompression: true,
 	}
-	a.client = &http.Client{Transport: tr, Timeout: timeout}
+	a.client = f.client(tr)
 	a.close, a.drop = tr.CloseIdleConnections, tr.CloseIdleConnections
 	return a
 }
@@ -199,7 +229,7 @@ func (f *fleet) quicAgent(id string, i int, conf *tls.Config) (*agent, error) {
 			return c, nil
 		},
 	}
-	a.client = &http.Client{Transport: tr, Timeout: f.cfg.RequestTimeout}
+	a.client = f.client(tr)
 	a.close, a.drop = func() { tr.Close() }, tr.CloseIdleConnections
 	return a, nil
 }
@@ -232,4 +262,5 @@ func (f *fleet) close() {
 		s.Conn.Close()
 	}
 	f.sockets = nil
+	f.sources.CloseIdleConnections()
 }

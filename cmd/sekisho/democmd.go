@@ -45,10 +45,14 @@ status is non-zero if any request failed.`,
 					fmt.Fprintf(cmd.ErrOrStderr(), "status page: %s (connector: %s)\n", gw, conn)
 				}
 				opts.Progress = cmd.ErrOrStderr()
-				opts.OnGateway = func(addr string) {
-					fmt.Fprintf(cmd.ErrOrStderr(), "gateway: %s\n", addr)
+				opts.OnGateway = func(tcp, h3 string) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "gateway: %s\ngateway HTTP/3: %s\n", tcp, h3)
 				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "sekisho demo: %d agents, %s, Ctrl-C to stop early\n", max(opts.Agents, 1), durationOrDefault(opts))
+				if opts.NoAgents {
+					fmt.Fprintf(cmd.ErrOrStderr(), "sekisho demo: no agents of its own (for sekisho loadgen), %s, Ctrl-C to stop early\n", durationOrDefault(opts))
+				} else {
+					fmt.Fprintf(cmd.ErrOrStderr(), "sekisho demo: %d agents, %s, Ctrl-C to stop early\n", max(opts.Agents, 1), durationOrDefault(opts))
+				}
 			}
 			sum, err := demo.Run(ctx, opts)
 			if err != nil {
