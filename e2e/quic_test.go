@@ -1,15 +1,21 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/sekisho/sekisho/certs/certstest"
@@ -160,4 +166,86 @@ func TestAutoTransportFallsBackAndReturns(t *testing.T) {
 	})
 	t.Logf("figure: fell back to TCP %v after start (UDP blocked), back on QUIC %v after UDP returned (quic_retry 400ms)",
 		fellBack.Round(time.Millisecond), time.Since(unblocked).Round(time.Millisecond))
+}
+
+// A draining gateway closes idle HTTP/3 connections itself, as net/http
+// does idle TCP ones, instead of waiting for each agent to act on GOAWAY
+// (a GOAWAY lost in a burst, an agent that ignores it); it lets a download
+// in flight on another connection finish, and refuses new connections at
+// once. Shutdown returns when the download is done, not at its deadline.
+func TestShutdownClosesIdleHTTP3(t *testing.T) {
+	const size = 8 << 20
+	acme := newTenant(t, "acme")
+	w, agents, _ := quicWorld(t, acme)
+	gate := make(chan struct{})
+	core := startCore(t, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/big" {
+			return
+		}
+		rw.Header().Set("Content-Length", strconv.Itoa(size))
+		src := newPattern()
+		io.Copy(rw, io.LimitReader(src, size/2))
+		rw.(http.Flusher).Flush()
+		<-gate
+		io.Copy(rw, io.LimitReader(src, size/2))
+	}))
+	w.startConnector(t, acme, []connector.ServiceConfig{{Name: "core", PathPrefix: "/", Address: core.addr()}}, nil)
+	w.waitServed(t, "acme", 2)
+	addr := agents.LocalAddr().String()
+	dial := func(device string) (*quic.Conn, error) {
+		cert := certstest.Agent(t, acme.ca, device)
+		ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+		defer cancel()
+		return quic.DialAddr(ctx, addr, &tls.Config{RootCAs: w.srv.Roots, ServerName: "localhost", MinVersion: tls.VersionTLS13,
+			NextProtos: []string{http3.NextProtoH3}, Certificates: []tls.Certificate{cert}}, nil)
+	}
+
+	// An agent that completed its handshake and says nothing more: it
+	// never reads the GOAWAY.
+	idle, err := dial("pc-idle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.CloseWithError(0, "")
+	busyCert := certstest.Agent(t, acme.ca, "pc-busy")
+	resp, err := h3Client(t, w, &busyCert).Get("https://" + addr + "/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got := sha256.New()
+	if _, err := io.CopyN(got, resp.Body, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both agents tracked", func() bool { return w.gw.Tenants()[0].Agents["quic"] == 2 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- w.gw.Shutdown(ctx) }()
+	waitFor(t, "the idle agent's connection closed by the gateway", func() bool { return idle.Context().Err() != nil })
+	if n := w.gw.Tenants()[0].Agents["quic"]; n != 1 {
+		t.Errorf("%d agents over QUIC during the drain, want the busy one", n)
+	}
+	_, err = dial("pc-late")
+	if te, ok := errors.AsType[*quic.TransportError](err); !ok || te.ErrorCode != quic.ConnectionRefused {
+		t.Errorf("a new connection during the drain: %v, want CONNECTION_REFUSED", err)
+	}
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned with a download in flight: %v", err)
+	default:
+	}
+	close(gate)
+	if n, err := io.Copy(got, resp.Body); err != nil || n+1<<20 != size {
+		t.Fatalf("rest of the download: %d bytes, %v", n, err)
+	}
+	want := sha256.New()
+	io.Copy(want, io.LimitReader(newPattern(), size))
+	if !bytes.Equal(got.Sum(nil), want.Sum(nil)) {
+		t.Fatal("the download differs")
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
 }

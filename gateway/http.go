@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -33,18 +34,44 @@ func (s *Server) newWebServer(l Limits) *webServer {
 	}}
 }
 
-// connInfo caches the principal of one agent connection; HTTP/2 requests
-// on it share it.
+// connInfo caches the principal of one agent connection; HTTP/2 and
+// HTTP/3 requests on it share it. It also knows whether the connection is
+// idle: a draining gateway closes idle HTTP/3 connections at once, as
+// net/http does with idle HTTP/1.1 and HTTP/2 ones, instead of waiting for
+// agents to act on GOAWAY.
 type connInfo struct {
 	once sync.Once
 	p    auth.Principal
 	err  error
+
+	active    atomic.Int64 // requests in the handler
+	idleSince atomic.Int64 // unix nanoseconds: the connection's start or its last request's end
+	closing   atomic.Bool  // a draining gateway is closing it
+}
+
+func newConnInfo() *connInfo {
+	ci := &connInfo{}
+	ci.idleSince.Store(time.Now().UnixNano())
+	return ci
+}
+
+// idleFor reports whether the connection has had no request in the
+// handler for at least d.
+func (ci *connInfo) idleFor(d time.Duration, now time.Time) bool {
+	return ci.active.Load() == 0 && now.Sub(time.Unix(0, ci.idleSince.Load())) >= d
+}
+
+func (ci *connInfo) begin() { ci.active.Add(1) }
+
+func (ci *connInfo) end() {
+	ci.idleSince.Store(time.Now().UnixNano())
+	ci.active.Add(-1)
 }
 
 type connInfoKey struct{}
 
 func withConnInfo(ctx context.Context, _ net.Conn) context.Context {
-	return context.WithValue(ctx, connInfoKey{}, &connInfo{})
+	return context.WithValue(ctx, connInfoKey{}, newConnInfo())
 }
 
 // principal returns the identity behind r's connection. The chain was
@@ -69,6 +96,10 @@ type handler struct{ s *Server }
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := h.s
 	start := time.Now()
+	if ci, _ := r.Context().Value(connInfoKey{}).(*connInfo); ci != nil {
+		ci.begin()
+		defer ci.end()
+	}
 	p, err := principal(r)
 	t := (*tenant)(nil)
 	if err == nil {

@@ -102,7 +102,7 @@ func (s *Server) agentQUICConfig() *quic.Config {
 
 // serveH3 serves agents over HTTP/3 until ctx ends.
 func (s *Server) serveH3(ctx context.Context, pc net.PacketConn, h3 *http3.Server) error {
-	tr := &quic.Transport{Conn: pc}
+	tr := &quic.Transport{Conn: pc, ConnContext: s.refuseWhileDraining}
 	defer tr.Close()
 	conf := s.agents.Clone()
 	conf.NextProtos = []string{http3.NextProtoH3}
@@ -121,10 +121,70 @@ func (s *Server) serveH3(ctx context.Context, pc net.PacketConn, h3 *http3.Serve
 			}
 			return err
 		}
-		s.metrics.handshakes.WithLabelValues("agent", "ok", "").Inc()
-		s.trackAgent(conn, quicAgent{conn})
-		context.AfterFunc(conn.Context(), func() { s.forgetAgent(conn) })
-		s.wg.Go(func() { h3.ServeQUICConn(conn) })
+		// quic-go refuses a connection whose handshake is done when 32
+		// wait to be accepted: the loop only hands each one on.
+		s.wg.Go(func() {
+			s.metrics.handshakes.WithLabelValues("agent", "ok", "").Inc()
+			s.h3Conns.Store(conn, newConnInfo())
+			s.trackAgent(conn, quicAgent{conn})
+			context.AfterFunc(conn.Context(), func() {
+				s.forgetAgent(conn)
+				s.h3Conns.Delete(conn)
+			})
+			h3.ServeQUICConn(conn)
+			// A connection the draining server did not take is ours to close.
+			conn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "")
+		})
+	}
+}
+
+// errDraining refuses a new agent connection while the gateway drains.
+var errDraining = errors.New("gateway draining")
+
+// refuseWhileDraining turns new agent connections away with
+// CONNECTION_REFUSED, before any handshake work, once Shutdown began. The
+// UDP port cannot be handed to the next gateway process while this one
+// drains (the connections being drained use it), so an agent is better
+// told at once to come back later than accepted by a server that will
+// not serve it.
+func (s *Server) refuseWhileDraining(ctx context.Context, _ *quic.ClientInfo) (context.Context, error) {
+	if s.draining.Load() {
+		return nil, errDraining
+	}
+	return ctx, nil
+}
+
+// h3IdleGrace is how long an HTTP/3 connection must have had no request
+// in the handler before a draining gateway closes it: a request the agent
+// sent just before the GOAWAY may still be on its way.
+const h3IdleGrace = 500 * time.Millisecond
+
+// closeIdleH3 closes, until stop or ctx ends, the HTTP/3 connections that
+// are idle, after Shutdown sent them GOAWAY: an idle agent need not act on
+// GOAWAY, and the drain would otherwise last the whole shutdown timeout.
+// A connection still serving requests is closed once they are done.
+func (s *Server) closeIdleH3(ctx context.Context, stop <-chan struct{}) {
+	tick := time.NewTicker(h3IdleGrace / 5)
+	defer tick.Stop()
+	for {
+		select { // a tick first: GOAWAY goes out before any close
+		case <-ctx.Done():
+			return
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		s.h3Conns.Range(func(k, v any) bool {
+			if ci := v.(*connInfo); ci.idleFor(h3IdleGrace, now) && ci.closing.CompareAndSwap(false, true) {
+				// CloseWithError waits for the connection's loop: one
+				// goroutine each, so that thousands close together.
+				s.wg.Go(func() {
+					k.(*quic.Conn).CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "gateway shutting down")
+				})
+			}
+			return true
+		})
 	}
 }
 
@@ -154,7 +214,12 @@ func (s *Server) newH3Server() *http3.Server {
 	l := s.cfg.Limits
 	return &http3.Server{
 		Handler: &handler{s: s}, IdleTimeout: l.IdleTimeout, MaxHeaderBytes: l.MaxHeaderBytes,
-		ConnContext: func(ctx context.Context, _ *quic.Conn) context.Context { return withConnInfo(ctx, nil) },
+		ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
+			if ci, ok := s.h3Conns.Load(c); ok {
+				return context.WithValue(ctx, connInfoKey{}, ci)
+			}
+			return withConnInfo(ctx, nil)
+		},
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +35,8 @@ type Server struct {
 	certs    certs.Source
 	httpLn   net.Listener  // HTTP-01 and redirects, when configured
 	h3       *http3.Server // agents over QUIC, when configured
+	h3Conns  sync.Map      // *quic.Conn -> *connInfo: agents over HTTP/3
+	draining atomic.Bool   // Shutdown began: new QUIC agents are refused
 	enroll   *webServer    // the enrollment endpoint
 	enrollTC *tls.Config   // its TLS policy
 	enrollRL *rateLimits
@@ -348,18 +351,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if ln != nil {
 		ln.Close()
 	}
+	s.draining.Store(true)
 	s.log.Info("gateway draining")
 	var errs []error
 	var wg sync.WaitGroup
 	var emu sync.Mutex
 	if s.h3 != nil {
+		stop := make(chan struct{})
 		wg.Go(func() {
+			defer close(stop)
 			if err := s.h3.Shutdown(ctx); err != nil {
 				emu.Lock()
 				errs = append(errs, err)
 				emu.Unlock()
 			}
 		})
+		wg.Go(func() { s.closeIdleH3(ctx, stop) })
 	}
 	for _, w := range webs {
 		wg.Go(func() {
