@@ -10,8 +10,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -247,5 +249,71 @@ func TestShutdownClosesIdleHTTP3(t *testing.T) {
 	}
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown: %v", err)
+	}
+}
+
+// mutedConn is a UDP socket that can stop sending: a gateway process
+// that died, or whose CONNECTION_CLOSE was lost.
+// It hides the *net.UDPConn, so that quic-go sends through WriteTo.
+type mutedConn struct {
+	net.PacketConn
+	mute atomic.Bool
+}
+
+func (c *mutedConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if c.mute.Load() {
+		return len(p), nil
+	}
+	return c.PacketConn.WriteTo(p, addr)
+}
+
+// With a stateless reset key kept across restarts, an HTTP/3 agent whose
+// gateway vanished without a word learns it from the next gateway process
+// on its next packet, instead of waiting for its idle timeout.
+func TestStatelessResetAfterRestart(t *testing.T) {
+	acme := newTenant(t, "acme")
+	keyFile := filepath.Join(t.TempDir(), "reset.key")
+	first := &mutedConn{PacketConn: listenUDP(t)}
+	addr := first.LocalAddr().(*net.UDPAddr)
+	w := startGateway(t, func(c *gateway.Config) {
+		c.QUIC.Conn, c.QUIC.StatelessResetKeyFile = first, keyFile
+	}, acme)
+	core := startCore(t, echoHeaders)
+	connector := w.startConnector(t, acme, []connector.ServiceConfig{{Name: "core", PathPrefix: "/", Address: core.addr()}}, nil)
+	w.waitServed(t, "acme", 2)
+	cert := certstest.Agent(t, acme.ca, "pc-1")
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	conn, err := quic.DialAddr(ctx, addr.String(), &tls.Config{RootCAs: w.srv.Roots, ServerName: "localhost", MinVersion: tls.VersionTLS13,
+		NextProtos: []string{http3.NextProtoH3}, Certificates: []tls.Certificate{cert}}, &quic.Config{MaxIdleTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+
+	waitFor(t, "the agent tracked", func() bool { return w.gw.Tenants()[0].Agents["quic"] == 1 })
+
+	first.mute.Store(true) // the process dies: nothing more leaves it
+	connector.stop()
+	w.gw.Close()
+	second, err := net.ListenUDP("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startGateway(t, func(c *gateway.Config) {
+		c.QUIC.Conn, c.QUIC.StatelessResetKeyFile = second, keyFile
+	}, acme)
+	str, err := conn.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	str.Write([]byte("hello?"))
+	select {
+	case <-conn.Context().Done():
+	case <-ctx.Done():
+		t.Fatal("the agent's connection outlived its gateway: no stateless reset")
+	}
+	if _, ok := errors.AsType[*quic.StatelessResetError](context.Cause(conn.Context())); !ok {
+		t.Fatalf("the connection ended with %v, want a stateless reset", context.Cause(conn.Context()))
 	}
 }

@@ -2,11 +2,16 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -32,6 +37,13 @@ type QUICConfig struct {
 	// AltSvcPort is the port advertised to agents in Alt-Svc, when a port
 	// forward sits in front. Default the Listen port.
 	AltSvcPort int `yaml:"alt_svc_port"`
+	// StatelessResetKeyFile holds the key (64 hex digits) with which the
+	// gateway answers a packet of an HTTP/3 connection it does not know
+	// with a stateless reset, so that an agent whose gateway restarted
+	// (or moved to another replica sharing the file) learns it from its
+	// next packet instead of waiting for its idle timeout. Created, with
+	// a random key, when it does not exist. Empty: no stateless resets.
+	StatelessResetKeyFile string `yaml:"stateless_reset_key_file"`
 
 	// Conn and TunnelConn, when set, are used instead of listening.
 	Conn       net.PacketConn `yaml:"-"`
@@ -60,6 +72,15 @@ func (s *Server) listenQUIC() (agents, tunnels net.PacketConn, err error) {
 			agents.Close()
 		}
 		return nil, nil, fmt.Errorf("quic.tunnel_listen: %w", err)
+	}
+	if agents != nil && q.StatelessResetKeyFile != "" {
+		if s.resetKey, err = loadResetKey(q.StatelessResetKeyFile); err != nil {
+			agents.Close()
+			if tunnels != nil {
+				tunnels.Close()
+			}
+			return nil, nil, err
+		}
 	}
 	for _, pc := range []net.PacketConn{agents, tunnels} {
 		if u, ok := pc.(*net.UDPConn); ok {
@@ -102,7 +123,7 @@ func (s *Server) agentQUICConfig() *quic.Config {
 
 // serveH3 serves agents over HTTP/3 until ctx ends.
 func (s *Server) serveH3(ctx context.Context, pc net.PacketConn, h3 *http3.Server) error {
-	tr := &quic.Transport{Conn: pc, ConnContext: s.refuseWhileDraining}
+	tr := &quic.Transport{Conn: pc, ConnContext: s.refuseWhileDraining, StatelessResetKey: s.resetKey}
 	defer tr.Close()
 	conf := s.agents.Clone()
 	conf.NextProtos = []string{http3.NextProtoH3}
@@ -113,6 +134,35 @@ func (s *Server) serveH3(ctx context.Context, pc net.PacketConn, h3 *http3.Serve
 	}
 	defer ln.Close()
 	s.log.Info("agents over HTTP/3", zap.String("addr", pc.LocalAddr().String()))
+	// quic-go refuses a connection whose handshake is done when 32 wait
+	// to be accepted, throwing the handshake away. Under a reconnect storm
+	// one accepting goroutine, starved of CPU by the handshakes, lets that
+	// happen: several accept, and each only hands the connection on.
+	actx, stop := context.WithCancel(ctx)
+	defer stop()
+	errs := make(chan error, h3Acceptors)
+	for range h3Acceptors {
+		go func() {
+			err := s.acceptH3(actx, ln, h3)
+			stop() // one ends: all end
+			errs <- err
+		}()
+	}
+	var first error
+	for range h3Acceptors {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// h3Acceptors is how many goroutines accept agents' QUIC connections.
+const h3Acceptors = 4
+
+// acceptH3 accepts agents' QUIC connections until ctx ends, each served
+// by a goroutine of its own.
+func (s *Server) acceptH3(ctx context.Context, ln *quic.Listener, h3 *http3.Server) error {
 	for {
 		conn, err := ln.Accept(ctx)
 		if err != nil {
@@ -121,8 +171,6 @@ func (s *Server) serveH3(ctx context.Context, pc net.PacketConn, h3 *http3.Serve
 			}
 			return err
 		}
-		// quic-go refuses a connection whose handshake is done when 32
-		// wait to be accepted: the loop only hands each one on.
 		s.wg.Go(func() {
 			s.metrics.handshakes.WithLabelValues("agent", "ok", "").Inc()
 			s.h3Conns.Store(conn, newConnInfo())
@@ -249,4 +297,39 @@ func (s *Server) serveQUICTunnels(ctx context.Context, pc net.PacketConn) error 
 		s.metrics.handshakes.WithLabelValues("connector", "ok", "").Inc()
 		s.wg.Go(func() { s.serveSession(ctx, sess, auth.PinOfCert(cs.PeerCertificates[0]), func() {}) })
 	}
+}
+
+// loadResetKey reads the stateless reset key from path, or creates the
+// file with a random key (mode 0600) when there is none. The key must stay
+// the same across restarts: a reset is only recognised by the agent when
+// it matches the token of the process that made the connection.
+func loadResetKey(path string) (*quic.StatelessResetKey, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		var key quic.StatelessResetKey
+		rand.Read(key[:])
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("quic.stateless_reset_key_file: %w", err)
+		}
+		_, err = fmt.Fprintf(f, "%x\n", key[:])
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(path)
+			return nil, fmt.Errorf("quic.stateless_reset_key_file: %w", err)
+		}
+		return &key, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("quic.stateless_reset_key_file: %w", err)
+	}
+	raw, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(raw) != len(quic.StatelessResetKey{}) {
+		return nil, fmt.Errorf("quic.stateless_reset_key_file %s: want %d hex digits", path, 2*len(quic.StatelessResetKey{}))
+	}
+	var key quic.StatelessResetKey
+	copy(key[:], raw)
+	return &key, nil
 }

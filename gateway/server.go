@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 	"go.uber.org/zap"
 
@@ -33,12 +34,13 @@ type Server struct {
 	agents   *tls.Config
 	tunnels  *tls.Config
 	certs    certs.Source
-	httpLn   net.Listener  // HTTP-01 and redirects, when configured
-	h3       *http3.Server // agents over QUIC, when configured
-	h3Conns  sync.Map      // *quic.Conn -> *connInfo: agents over HTTP/3
-	draining atomic.Bool   // Shutdown began: new QUIC agents are refused
-	enroll   *webServer    // the enrollment endpoint
-	enrollTC *tls.Config   // its TLS policy
+	httpLn   net.Listener            // HTTP-01 and redirects, when configured
+	h3       *http3.Server           // agents over QUIC, when configured
+	h3Conns  sync.Map                // *quic.Conn -> *connInfo: agents over HTTP/3
+	draining atomic.Bool             // Shutdown began: new QUIC agents are refused
+	resetKey *quic.StatelessResetKey // agents' HTTP/3 stateless resets, when configured
+	enroll   *webServer              // the enrollment endpoint
+	enrollTC *tls.Config             // its TLS policy
 	enrollRL *rateLimits
 	altSvc   string         // Alt-Svc advertising h3 on TCP responses
 	devices  *deviceLimiter // concurrent requests per device

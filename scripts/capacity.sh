@@ -75,7 +75,7 @@ role: gateway
 id: gw-capacity
 listen: 127.0.0.1:$GW_PORT
 tls: {cert_file: gateway/server.pem, key_file: gateway/server.key}
-quic: {listen: 127.0.0.1:$GW_PORT, tunnel_listen: 127.0.0.1:$TUN_PORT}
+quic: {listen: 127.0.0.1:$GW_PORT, tunnel_listen: 127.0.0.1:$TUN_PORT, stateless_reset_key_file: quic-reset.key}
 tenants:
   - name: acme
     connector_pins: [$PIN]

@@ -180,7 +180,7 @@ func resolvePaths(configPath string, paths ...*string) {
 }
 
 func (f *gatewayFile) resolve(path string) {
-	resolvePaths(path, &f.TLS.CertFile, &f.TLS.KeyFile, &f.Admin.TokenFile)
+	resolvePaths(path, &f.TLS.CertFile, &f.TLS.KeyFile, &f.Admin.TokenFile, &f.QUIC.StatelessResetKeyFile)
 	if a := f.TLS.ACME; a != nil {
 		resolvePaths(path, &a.Storage, &a.TrustedRootsFile)
 	}
