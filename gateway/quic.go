@@ -41,7 +41,7 @@ type QUICConfig struct {
 	// gateway answers a packet of an HTTP/3 connection it does not know
 	// with a stateless reset, so that an agent whose gateway restarted
 	// (or moved to another replica sharing the file) learns it from its
-	// next packet instead of waiting for its idle timeout. Created, with
+	// next request instead of waiting for its idle timeout. Created, with
 	// a random key, when it does not exist. Empty: no stateless resets.
 	StatelessResetKeyFile string `yaml:"stateless_reset_key_file"`
 
