@@ -81,8 +81,8 @@ func BenchmarkStreamOpenClose(b *testing.B) {
 const benchWrite = 64 << 10
 
 // sink reads c to EOF on its own goroutine and reports the count.
-func sink(c io.Reader) <-chan result[int64] {
-	return async(func() (int64, error) { return io.Copy(io.Discard, c) })
+func sink(c io.Reader) <-chan tunneltest.Result[int64] {
+	return tunneltest.Async(func() (int64, error) { return io.Copy(io.Discard, c) })
 }
 
 // halfWriter is the sending end of a stream or connection.
@@ -94,7 +94,7 @@ type halfWriter interface {
 // pushBytes writes b.N chunks of benchWrite bytes, spread over ws, each
 // from its own goroutine; half-closes each and waits until the receivers
 // have them all. The figure is the sum over all of ws.
-func pushBytes(b *testing.B, ws []halfWriter, got []<-chan result[int64]) {
+func pushBytes(b *testing.B, ws []halfWriter, got []<-chan tunneltest.Result[int64]) {
 	buf := make([]byte, benchWrite)
 	b.SetBytes(benchWrite)
 	// A counted loop, not b.Loop: the timer must run until the receivers
@@ -126,7 +126,7 @@ func pushBytes(b *testing.B, ws []halfWriter, got []<-chan result[int64]) {
 	}
 	var total int64
 	for _, g := range got {
-		n, err := get(b, g, "receiver")
+		n, err := tunneltest.Await(b, g, "receiver")
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -161,7 +161,7 @@ func BenchmarkStreamThroughput(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/streams=%d", r.name, n), func(b *testing.B) {
 				client, server := r.pair(b, r.cfg)
 				var ws []halfWriter
-				var got []<-chan result[int64]
+				var got []<-chan tunneltest.Result[int64]
 				for range n {
 					a, s := streamPair(b, client, server)
 					ws, got = append(ws, a), append(got, sink(s))
@@ -176,7 +176,7 @@ func BenchmarkTLSThroughput(b *testing.B) {
 	for _, n := range benchStreams {
 		b.Run(fmt.Sprintf("conns=%d", n), func(b *testing.B) {
 			var ws []halfWriter
-			var got []<-chan result[int64]
+			var got []<-chan tunneltest.Result[int64]
 			for range n {
 				c, s := tlsPair(b)
 				ws, got = append(ws, c), append(got, sink(s))
@@ -196,7 +196,7 @@ func tlsPair(b *testing.B) (client, server *tls.Conn) {
 		b.Fatal(err)
 	}
 	defer ln.Close()
-	accepted := async(func() (*tls.Conn, error) {
+	accepted := tunneltest.Async(func() (*tls.Conn, error) {
 		c, err := ln.Accept()
 		if err != nil {
 			return nil, err
@@ -209,7 +209,7 @@ func tlsPair(b *testing.B) (client, server *tls.Conn) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { client.Close() })
-	server, err = get(b, accepted, "accept")
+	server, err = tunneltest.Await(b, accepted, "accept")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sekisho/sekisho/tunnel"
+	"github.com/sekisho/sekisho/tunnel/tunneltest"
 )
 
 func TestMessageRoundTrip(t *testing.T) {
@@ -189,8 +190,8 @@ func hello() tunnel.Hello {
 
 // gatewayAnswer accepts the control stream on s and answers the hello with
 // one message, returning the control stream and the hello it read.
-func gatewayAnswer(s tunnel.Session, typ tunnel.MsgType, v any) <-chan result[*tunnel.Hello] {
-	return async(func() (*tunnel.Hello, error) {
+func gatewayAnswer(s tunnel.Session, typ tunnel.MsgType, v any) <-chan tunneltest.Result[*tunnel.Hello] {
+	return tunneltest.Async(func() (*tunnel.Hello, error) {
 		c, h, err := tunnel.AcceptControl(context.Background(), s, hang)
 		if err != nil {
 			return nil, err
@@ -213,7 +214,7 @@ func testControlWelcome(t *testing.T, tr transport) {
 	snap := &tunnel.Snapshot{Tenant: "acme", Epoch: "e1", Version: 7,
 		TrustBundle: [][]byte{{1, 2, 3}}, Services: []tunnel.Service{{Name: "core", PathPrefix: "/"}}}
 
-	gw := async(func() (*tunnel.Snapshot, error) {
+	gw := tunneltest.Async(func() (*tunnel.Snapshot, error) {
 		c, h, err := tunnel.AcceptControl(ctx, server, hang)
 		if err != nil {
 			return nil, err
@@ -259,7 +260,7 @@ func testControlWelcome(t *testing.T, tr transport) {
 	if err := tunnel.Decode(typ, body, &ack); err != nil || ack != (tunnel.SnapshotAck{Epoch: "e1", Version: 7, Accepted: true}) {
 		t.Errorf("ack %+v, %v", ack, err)
 	}
-	got, err := get(t, gw, "gateway")
+	got, err := tunneltest.Await(t, gw, "gateway")
 	if err != nil {
 		t.Fatalf("gateway: %v", err)
 	}
@@ -327,7 +328,7 @@ func testOpenControlAnswers(t *testing.T, tr transport) {
 			} else if errors.As(err, &re) {
 				t.Errorf("%v is not a refusal", err)
 			}
-			if _, err := get(t, gw, "gateway"); err != nil {
+			if _, err := tunneltest.Await(t, gw, "gateway"); err != nil {
 				t.Errorf("gateway: %v", err)
 			}
 		})
@@ -487,7 +488,7 @@ func TestControlSendSlowLink(t *testing.T) {
 	snap := &tunnel.Snapshot{Tenant: "acme", Epoch: "e", Version: 1,
 		TrustBundle: [][]byte{make([]byte, 2<<20)}} // 2.7 MiB of JSON: 0.7s on the link
 
-	received := async(func() (*tunnel.Snapshot, error) {
+	received := tunneltest.Async(func() (*tunnel.Snapshot, error) {
 		typ, body, err := tunnel.NewControl(ss, hang).Receive(tunnel.MaxSnapshotLen, time.Now().Add(hang))
 		if err != nil {
 			return nil, err
@@ -499,7 +500,7 @@ func TestControlSendSlowLink(t *testing.T) {
 	if err := tunnel.NewControl(cs, hang).Send(tunnel.MsgSnapshot, snap); err != nil {
 		t.Fatalf("send after %v: %v", time.Since(start), err)
 	}
-	got, err := get(t, received, "gateway")
+	got, err := tunneltest.Await(t, received, "gateway")
 	if err != nil {
 		t.Fatalf("gateway: %v", err)
 	}

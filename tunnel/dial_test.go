@@ -258,9 +258,9 @@ func TestConfigLogf(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	wrote := async(func() (int, error) { return b.Write([]byte("GET / HTTP/1.1\r\n\r\n")) })
+	wrote := tunneltest.Async(func() (int, error) { return b.Write([]byte("GET / HTTP/1.1\r\n\r\n")) })
 	waitClosed(t, s.Done(), "session fed garbage")
-	get(t, wrote, "write garbage")
+	tunneltest.Await(t, wrote, "write garbage")
 	mu.Lock()
 	defer mu.Unlock()
 	if len(logs) == 0 {

@@ -63,35 +63,6 @@ func waitClosed(t testing.TB, ch <-chan struct{}, what string) {
 	}
 }
 
-// result is what a goroutine of a test reports back to the test goroutine.
-type result[T any] struct {
-	v   T
-	err error
-}
-
-// async runs f in a goroutine and returns a channel with its outcome.
-// The test must receive from the channel (see get) before it ends.
-func async[T any](f func() (T, error)) <-chan result[T] {
-	ch := make(chan result[T], 1)
-	go func() {
-		v, err := f()
-		ch <- result[T]{v, err}
-	}()
-	return ch
-}
-
-// get receives the outcome of an async call, failing the test after hang.
-func get[T any](t testing.TB, ch <-chan result[T], what string) (T, error) {
-	t.Helper()
-	select {
-	case r := <-ch:
-		return r.v, r.err
-	case <-time.After(hang):
-		t.Fatalf("%s: no result after %v", what, hang)
-		panic("unreachable")
-	}
-}
-
 // tcpPair and streamPair are tunneltest's, under the names the suite
 // grew up with.
 func tcpPair(t testing.TB) (*net.TCPConn, *net.TCPConn) { return tunneltest.TCPPair(t) }

@@ -215,13 +215,13 @@ func TestListenQUIC(t *testing.T) {
 			t.Fatalf("accept after a refused handshake: %v", err)
 		}
 
-		accepted := async(func() (tunnel.Session, error) { return ln.Accept(context.Background()) })
+		accepted := tunneltest.Async(func() (tunnel.Session, error) { return ln.Accept(context.Background()) })
 		s, err := tunnel.DialQUIC(context.Background(), tunnel.DialConfig{Address: addr, TLS: good})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		srv, err := get(t, accepted, "accept")
+		srv, err := tunneltest.Await(t, accepted, "accept")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -270,17 +270,17 @@ func TestListenQUIC(t *testing.T) {
 	t.Run("close ends sessions", func(t *testing.T) {
 		srvConf, cliConf := tunneltest.TLSConfigs(t)
 		ln := tunneltest.QUICListener(t, srvConf, tunnel.Config{})
-		accepted := async(func() (tunnel.Session, error) { return ln.Accept(context.Background()) })
+		accepted := tunneltest.Async(func() (tunnel.Session, error) { return ln.Accept(context.Background()) })
 		client, err := tunnel.DialQUIC(context.Background(), tunnel.DialConfig{Address: ln.Addr().String(), TLS: cliConf})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer client.Close()
-		server, err := get(t, accepted, "accept")
+		server, err := tunneltest.Await(t, accepted, "accept")
 		if err != nil {
 			t.Fatal(err)
 		}
-		blocked := async(func() (tunnel.Session, error) { return ln.Accept(context.Background()) })
+		blocked := tunneltest.Async(func() (tunnel.Session, error) { return ln.Accept(context.Background()) })
 		start := time.Now()
 		if err := ln.Close(); err != nil {
 			t.Fatal(err)
@@ -288,7 +288,7 @@ func TestListenQUIC(t *testing.T) {
 		if err := ln.Close(); err != nil {
 			t.Errorf("second close: %v", err)
 		}
-		if _, err := get(t, blocked, "accept across Close"); !errors.Is(err, net.ErrClosed) {
+		if _, err := tunneltest.Await(t, blocked, "accept across Close"); !errors.Is(err, net.ErrClosed) {
 			t.Errorf("accept across Close: %v, want net.ErrClosed", err)
 		}
 		waitClosed(t, server.Done(), "accepted session")

@@ -84,14 +84,14 @@ func TestQUICStreamLimit(t *testing.T) {
 		}
 		t.Fatalf("open beyond the limit: %v, want to wait until the deadline", err)
 	}
-	opened := async(func() (tunnel.Stream, error) {
+	opened := tunneltest.Async(func() (tunnel.Stream, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), hang)
 		defer cancel()
 		return client.OpenStream(ctx)
 	})
 	clientEnds[0].Close()
 	serverEnds[0].Close()
-	st, err := get(t, opened, "open once a stream ended")
+	st, err := tunneltest.Await(t, opened, "open once a stream ended")
 	if err != nil {
 		t.Fatalf("open once a stream ended: %v", err)
 	}
@@ -135,7 +135,7 @@ func TestQUICNumStreams(t *testing.T) {
 func TestQUICCloseResetsPeerWrites(t *testing.T) {
 	client, server := tunneltest.QUICPair(t, tunnel.Config{StreamWindow: 256 << 10})
 	a, b := streamPair(t, client, server)
-	writes := async(func() (int64, error) {
+	writes := tunneltest.Async(func() (int64, error) {
 		buf := make([]byte, 64<<10)
 		var n int64
 		for {
@@ -150,7 +150,7 @@ func TestQUICCloseResetsPeerWrites(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	start := time.Now()
 	a.Close()
-	n, err := get(t, writes, "peer writing to a closed stream")
+	n, err := tunneltest.Await(t, writes, "peer writing to a closed stream")
 	if !errors.Is(err, tunnel.ErrStreamReset) {
 		t.Errorf("peer's write after %d bytes: %v, want ErrStreamReset", n, err)
 	}
@@ -167,7 +167,7 @@ func TestQUICCloseResetsPeerWrites(t *testing.T) {
 func TestQUICCloseCutsWrite(t *testing.T) {
 	client, server := tunneltest.QUICPair(t, tunnel.Config{StreamWindow: 256 << 10})
 	a, b := streamPair(t, client, server)
-	wrote := async(func() (int, error) { return a.Write(make([]byte, 4<<20)) })
+	wrote := tunneltest.Async(func() (int, error) { return a.Write(make([]byte, 4<<20)) })
 	// A byte arrives: the write is under way, and blocks once the window
 	// is full since the peer reads no more for now.
 	b.SetReadDeadline(time.Now().Add(hang))
@@ -176,7 +176,7 @@ func TestQUICCloseCutsWrite(t *testing.T) {
 	}
 	time.Sleep(50 * time.Millisecond)
 	a.Close()
-	if n, err := get(t, wrote, "write cut by Close"); !errors.Is(err, net.ErrClosed) {
+	if n, err := tunneltest.Await(t, wrote, "write cut by Close"); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("write cut by Close: %d bytes, %v; want net.ErrClosed", n, err)
 	}
 	n, err := io.Copy(io.Discard, b)
@@ -243,13 +243,13 @@ func TestQUICIdleTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	accepted := async(func() (tunnel.Session, error) { return ln.Accept(context.Background()) })
+	accepted := tunneltest.Async(func() (tunnel.Session, error) { return ln.Accept(context.Background()) })
 	client, err := tunnel.DialQUIC(context.Background(), tunnel.DialConfig{Address: udp.LocalAddr().String(), TLS: cliConf, Session: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	server, err := get(t, accepted, "accept")
+	server, err := tunneltest.Await(t, accepted, "accept")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func TestQUICIdleTimeout(t *testing.T) {
 		}
 	}
 
-	read := async(func() (int, error) { return ss.Read(make([]byte, 1)) })
+	read := tunneltest.Async(func() (int, error) { return ss.Read(make([]byte, 1)) })
 	start := time.Now()
 	hole.frozen.Store(true)
 	waitClosed(t, client.Done(), "client Done after the path went black")
@@ -275,7 +275,7 @@ func TestQUICIdleTimeout(t *testing.T) {
 	} else {
 		t.Logf("sessions ended %v after the path went black (idle timeout %v)", d, idle)
 	}
-	if _, err := get(t, read, "read across the idle timeout"); !errors.Is(err, tunnel.ErrSessionClosed) {
+	if _, err := tunneltest.Await(t, read, "read across the idle timeout"); !errors.Is(err, tunnel.ErrSessionClosed) {
 		t.Errorf("read across the idle timeout: %v, want ErrSessionClosed", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sekisho/sekisho/tunnel"
+	"github.com/sekisho/sekisho/tunnel/tunneltest"
 )
 
 // TestStreamReadAfterSessionDeath: when the session dies under a stream,
@@ -17,9 +18,9 @@ func TestStreamReadAfterSessionDeath(t *testing.T) {
 		t.Run(tr.name, func(t *testing.T) {
 			client, server := tr.pair(t, tunnel.Config{})
 			_, ss := streamPair(t, client, server)
-			read := async(func() (int, error) { return ss.Read(make([]byte, 10)) })
+			read := tunneltest.Async(func() (int, error) { return ss.Read(make([]byte, 10)) })
 			client.Close()
-			_, err := get(t, read, "read")
+			_, err := tunneltest.Await(t, read, "read")
 			if !errors.Is(err, tunnel.ErrSessionClosed) {
 				t.Fatalf("read after the session died: %v, want ErrSessionClosed", err)
 			}
@@ -35,11 +36,11 @@ func TestOpenRelayCanceled(t *testing.T) {
 			client, server := tr.pair(t, tunnel.Config{})
 			serve(t, server, func(st tunnel.Stream) { io.Copy(io.Discard, st) }) // never answers
 			ctx, cancel := context.WithCancel(context.Background())
-			opened := async(func() (tunnel.Stream, error) {
+			opened := tunneltest.Async(func() (tunnel.Stream, error) {
 				return tunnel.OpenRelay(ctx, client, &tunnel.Header{Kind: tunnel.KindHTTP, Service: "core"}, time.Hour)
 			})
 			cancel()
-			if _, err := get(t, opened, "OpenRelay"); err == nil {
+			if _, err := tunneltest.Await(t, opened, "OpenRelay"); err == nil {
 				t.Fatal("OpenRelay succeeded without a reply")
 			}
 		})

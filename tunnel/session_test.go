@@ -3,11 +3,9 @@ package tunnel_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"testing"
@@ -102,29 +100,6 @@ func testOpenAccept(t *testing.T, tr transport) {
 }
 
 // randomStream returns n deterministic pseudo-random bytes.
-func randomStream(seed uint64, n int64) io.Reader {
-	var s [32]byte
-	s[0] = byte(seed)
-	return io.LimitReader(rand.NewChaCha8(s), n)
-}
-
-// sendSum writes src to w, half-closes w and returns the digest of what it
-// sent.
-func sendSum(w tunnel.Stream, src io.Reader) ([32]byte, error) {
-	h := sha256.New()
-	if _, err := io.Copy(w, io.TeeReader(src, h)); err != nil {
-		return [32]byte{}, err
-	}
-	return [32]byte(h.Sum(nil)), w.CloseWrite()
-}
-
-// recvSum reads r to EOF and returns the digest and the count.
-func recvSum(r io.Reader) ([32]byte, int64, error) {
-	h := sha256.New()
-	n, err := io.Copy(h, r)
-	return [32]byte(h.Sum(nil)), n, err
-}
-
 func testLargeTransfer(t *testing.T, tr transport) {
 	size := int64(64 << 20)
 	if testing.Short() {
@@ -136,20 +111,20 @@ func testLargeTransfer(t *testing.T, tr transport) {
 		d [32]byte
 		n int64
 	}
-	sent := []<-chan result[[32]byte]{
-		async(func() ([32]byte, error) { return sendSum(a, randomStream(1, size)) }),
-		async(func() ([32]byte, error) { return sendSum(b, randomStream(2, size)) }),
+	sent := []<-chan tunneltest.Result[[32]byte]{
+		tunneltest.Async(func() ([32]byte, error) { return tunneltest.SendSum(a, tunneltest.RandomStream(1, size)) }),
+		tunneltest.Async(func() ([32]byte, error) { return tunneltest.SendSum(b, tunneltest.RandomStream(2, size)) }),
 	}
-	recv := []<-chan result[sum]{
-		async(func() (sum, error) { d, n, err := recvSum(b); return sum{d, n}, err }),
-		async(func() (sum, error) { d, n, err := recvSum(a); return sum{d, n}, err }),
+	recv := []<-chan tunneltest.Result[sum]{
+		tunneltest.Async(func() (sum, error) { d, n, err := tunneltest.RecvSum(b); return sum{d, n}, err }),
+		tunneltest.Async(func() (sum, error) { d, n, err := tunneltest.RecvSum(a); return sum{d, n}, err }),
 	}
 	for i, dir := range []string{"client to server", "server to client"} {
-		want, err := get(t, sent[i], dir+": send")
+		want, err := tunneltest.Await(t, sent[i], dir+": send")
 		if err != nil {
 			t.Errorf("%s: send: %v", dir, err)
 		}
-		got, err := get(t, recv[i], dir+": receive")
+		got, err := tunneltest.Await(t, recv[i], dir+": receive")
 		if err != nil {
 			t.Errorf("%s: receive: %v", dir, err)
 		}
@@ -196,7 +171,7 @@ func echoOnce(ctx context.Context, s tunnel.Session, i, size int) error {
 	for j := range want {
 		want[j] = byte(i + j)
 	}
-	sent := async(func() (int, error) {
+	sent := tunneltest.Async(func() (int, error) {
 		n, err := st.Write(want)
 		if err == nil {
 			err = st.CloseWrite()
@@ -207,8 +182,8 @@ func echoOnce(ctx context.Context, s tunnel.Session, i, size int) error {
 	if err != nil {
 		return fmt.Errorf("stream %d: read: %w", i, err)
 	}
-	if r := <-sent; r.err != nil {
-		return fmt.Errorf("stream %d: write: %w", i, r.err)
+	if r := <-sent; r.Err != nil {
+		return fmt.Errorf("stream %d: write: %w", i, r.Err)
 	}
 	if !bytes.Equal(got, want) {
 		return fmt.Errorf("stream %d: echoed %d bytes, want %d, equal %v", i, len(got), len(want), bytes.Equal(got, want))
@@ -271,13 +246,13 @@ func testCloseUnblocksRead(t *testing.T, tr transport) {
 					}
 				}
 			}()
-			if err, _ := get(t, async(func() (error, error) { return <-reads, nil }), "first read"); err != nil {
+			if err, _ := tunneltest.Await(t, tunneltest.Async(func() (error, error) { return <-reads, nil }), "first read"); err != nil {
 				t.Fatalf("first read: %v", err)
 			}
 			if err := a.Close(); err != nil {
 				t.Fatalf("close: %v", err)
 			}
-			err, _ := get(t, async(func() (error, error) { return <-reads, nil }), "read blocked across Close")
+			err, _ := tunneltest.Await(t, tunneltest.Async(func() (error, error) { return <-reads, nil }), "read blocked across Close")
 			if !errors.Is(err, net.ErrClosed) {
 				t.Errorf("blocked read returned %v, want net.ErrClosed", err)
 			}
@@ -309,7 +284,7 @@ func testCloseStopsPeerWrites(t *testing.T, tr transport) {
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	writes := async(func() (int64, error) {
+	writes := tunneltest.Async(func() (int64, error) {
 		buf := make([]byte, 64<<10)
 		var n int64
 		for {
@@ -320,7 +295,7 @@ func testCloseStopsPeerWrites(t *testing.T, tr transport) {
 			}
 		}
 	})
-	n, err := get(t, writes, "peer writing to a closed stream")
+	n, err := tunneltest.Await(t, writes, "peer writing to a closed stream")
 	t.Logf("peer wrote %d bytes, then: %v", n, err)
 }
 
@@ -358,7 +333,7 @@ func testPeerClosesSession(t *testing.T, tr transport) {
 	if _, err := io.ReadFull(a, buf); err != nil {
 		t.Fatal(err)
 	}
-	blocked := async(func() (int, error) { return a.Read(buf) })
+	blocked := tunneltest.Async(func() (int, error) { return a.Read(buf) })
 	if err := server.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +342,7 @@ func testPeerClosesSession(t *testing.T, tr transport) {
 	// A cut stream must not look like a clean end: yamux ends the streams
 	// of a dead session with io.EOF, which the adapter turns into
 	// ErrSessionClosed; QUIC reports the connection's close.
-	if n, err := get(t, blocked, "read across session close"); !errors.Is(err, tunnel.ErrSessionClosed) {
+	if n, err := tunneltest.Await(t, blocked, "read across session close"); !errors.Is(err, tunnel.ErrSessionClosed) {
 		t.Errorf("read returned %d bytes and %v, want ErrSessionClosed", n, err)
 	} else {
 		t.Logf("read across session close: %v", err)
@@ -385,7 +360,7 @@ func testPeerClosesSession(t *testing.T, tr transport) {
 
 func testCloseSession(t *testing.T, tr transport) {
 	client, server := tr.pair(t, tunnel.Config{})
-	accepting := async(func() (tunnel.Stream, error) { return server.AcceptStream(context.Background()) })
+	accepting := tunneltest.Async(func() (tunnel.Stream, error) { return server.AcceptStream(context.Background()) })
 	if err := server.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +368,7 @@ func testCloseSession(t *testing.T, tr transport) {
 		t.Errorf("second close: %v", err)
 	}
 	waitClosed(t, server.Done(), "Done")
-	if st, err := get(t, accepting, "accept across close"); err == nil {
+	if st, err := tunneltest.Await(t, accepting, "accept across close"); err == nil {
 		st.Close()
 		t.Error("accept returned a stream after close")
 	}
@@ -414,9 +389,9 @@ func testContext(t *testing.T, tr transport) {
 		t.Errorf("accept with a cancelled context: %v", err)
 	}
 	ctx, cancel = context.WithCancel(context.Background())
-	accepting := async(func() (tunnel.Stream, error) { return server.AcceptStream(ctx) })
+	accepting := tunneltest.Async(func() (tunnel.Stream, error) { return server.AcceptStream(ctx) })
 	cancel()
-	if _, err := get(t, accepting, "accept across cancel"); !errors.Is(err, context.Canceled) {
+	if _, err := tunneltest.Await(t, accepting, "accept across cancel"); !errors.Is(err, context.Canceled) {
 		t.Errorf("accept across cancel: %v", err)
 	}
 	select {

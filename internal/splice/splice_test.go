@@ -1,11 +1,9 @@
 package splice_test
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -32,8 +30,8 @@ var spliceEnds = []end{
 // splice runs splice.Run(a, b, splice.Config{Idle: idle, HalfClose: true}) in a goroutine.
 type spliceResult struct{ aToB, bToA int64 }
 
-func startSplice(a, b net.Conn, idle time.Duration) <-chan result[spliceResult] {
-	return async(func() (spliceResult, error) {
+func startSplice(a, b net.Conn, idle time.Duration) <-chan tunneltest.Result[spliceResult] {
+	return tunneltest.Async(func() (spliceResult, error) {
 		ab, ba, err := splice.Run(a, b, splice.Config{Idle: idle, HalfClose: true})
 		return spliceResult{ab, ba}, err
 	})
@@ -53,12 +51,12 @@ func TestSpliceCopiesBothWays(t *testing.T) {
 					x, a := left.make(t)
 					y, b := right.make(t)
 					spliced := startSplice(a, b, idle)
-					send := func(c net.Conn, seed uint64, n int64) <-chan result[[32]byte] {
-						return async(func() ([32]byte, error) { return sendSum(c.(halfCloser), randomStream(seed, n)) })
+					send := func(c net.Conn, seed uint64, n int64) <-chan tunneltest.Result[[32]byte] {
+						return tunneltest.Async(func() ([32]byte, error) { return tunneltest.SendSum(c.(halfCloser), tunneltest.RandomStream(seed, n)) })
 					}
-					recv := func(c net.Conn) <-chan result[[32]byte] {
-						return async(func() ([32]byte, error) {
-							d, _, err := recvSum(c)
+					recv := func(c net.Conn) <-chan tunneltest.Result[[32]byte] {
+						return tunneltest.Async(func() ([32]byte, error) {
+							d, _, err := tunneltest.RecvSum(c)
 							return d, err
 						})
 					}
@@ -66,18 +64,18 @@ func TestSpliceCopiesBothWays(t *testing.T) {
 					ry, rx := recv(y), recv(x)
 					for _, p := range []struct {
 						name       string
-						sent, recv <-chan result[[32]byte]
+						sent, recv <-chan tunneltest.Result[[32]byte]
 					}{{"left to right", sx, ry}, {"right to left", sy, rx}} {
-						want, err := get(t, p.sent, p.name+": send")
+						want, err := tunneltest.Await(t, p.sent, p.name+": send")
 						if err != nil {
 							t.Errorf("%s: send: %v", p.name, err)
 						}
-						got, err := get(t, p.recv, p.name+": receive")
+						got, err := tunneltest.Await(t, p.recv, p.name+": receive")
 						if err != nil || got != want {
 							t.Errorf("%s: received digest %x, %v; want %x", p.name, got[:4], err, want[:4])
 						}
 					}
-					r, err := get(t, spliced, "splice")
+					r, err := tunneltest.Await(t, spliced, "splice")
 					if err != nil || r.aToB != n1 || r.bToA != n2 {
 						t.Errorf("splice: %d, %d, %v; want %d, %d, nil", r.aToB, r.bToA, err, n1, n2)
 					}
@@ -126,7 +124,7 @@ func TestSpliceHalfClose(t *testing.T) {
 				if err != nil || string(got) != "response" {
 					t.Fatalf("left read %q, %v; want the response then EOF", got, err)
 				}
-				r, err := get(t, spliced, "splice")
+				r, err := tunneltest.Await(t, spliced, "splice")
 				if err != nil || r.aToB != 7 || r.bToA != 8 {
 					t.Errorf("splice: %d, %d, %v; want 7, 8, nil", r.aToB, r.bToA, err)
 				}
@@ -171,7 +169,7 @@ func TestSpliceErrorClosesBoth(t *testing.T) {
 				if string(got) != "hello" {
 					t.Errorf("right read %q, want %q", got, "hello")
 				}
-				r, err := get(t, spliced, "splice")
+				r, err := tunneltest.Await(t, spliced, "splice")
 				if !errors.Is(err, errBoom) || r.aToB != 5 || r.bToA != 0 {
 					t.Errorf("splice: %d, %d, %v; want 5, 0, %v", r.aToB, r.bToA, err, errBoom)
 				}
@@ -233,7 +231,7 @@ func TestSpliceIdle(t *testing.T) {
 						time.Sleep(every)
 					}
 				}()
-				received := async(func() (int64, error) { return io.Copy(io.Discard, dst) })
+				received := tunneltest.Async(func() (int64, error) { return io.Copy(io.Discard, dst) })
 				start := time.Now()
 				aToB, bToA, err := splice.Run(a, b, splice.Config{Idle: idle, HalfClose: true})
 				if err != nil {
@@ -245,7 +243,7 @@ func TestSpliceIdle(t *testing.T) {
 				if aToB+bToA != chunks*1000 || (dir == "left to right") != (aToB > 0) {
 					t.Errorf("copied %d to the right, %d to the left", aToB, bToA)
 				}
-				if n, _ := get(t, received, "receive"); n != chunks*1000 {
+				if n, _ := tunneltest.Await(t, received, "receive"); n != chunks*1000 {
 					t.Errorf("received %d bytes, want %d", n, chunks*1000)
 				}
 			})
@@ -261,7 +259,7 @@ func TestSpliceIdleRealConns(t *testing.T) {
 	t.Run("quiet", func(t *testing.T) {
 		x, a := stream.make(t)
 		y, b := tcp.make(t)
-		_, err := get(t, startSplice(a, b, idle), "splice")
+		_, err := tunneltest.Await(t, startSplice(a, b, idle), "splice")
 		if !errors.Is(err, splice.ErrIdle) {
 			t.Errorf("got %v, want ErrIdle", err)
 		}
@@ -277,7 +275,7 @@ func TestSpliceIdleRealConns(t *testing.T) {
 		y, b := tcp.make(t)
 		spliced := startSplice(a, b, idle)
 		const chunks, every = 60, 10 * time.Millisecond // 3 × idle in all
-		sent := async(func() (int, error) {
+		sent := tunneltest.Async(func() (int, error) {
 			tick := time.NewTicker(every)
 			defer tick.Stop()
 			for i := range chunks {
@@ -293,11 +291,11 @@ func TestSpliceIdleRealConns(t *testing.T) {
 		if err != nil || n != chunks*1000 {
 			t.Errorf("received %d bytes, %v; want %d", n, err, chunks*1000)
 		}
-		if _, err := get(t, sent, "send"); err != nil {
+		if _, err := tunneltest.Await(t, sent, "send"); err != nil {
 			t.Errorf("send: %v", err)
 		}
 		closeWrite(y)
-		if r, err := get(t, spliced, "splice"); err != nil || r.aToB != chunks*1000 {
+		if r, err := tunneltest.Await(t, spliced, "splice"); err != nil || r.aToB != chunks*1000 {
 			t.Errorf("splice: %+v, %v", r, err)
 		}
 	})
@@ -322,7 +320,7 @@ func TestSpliceWholeEOFEndsBoth(t *testing.T) {
 			t.Run(left.name+"-"+right.name, func(t *testing.T) {
 				x, a := left.make(t)
 				y, b := right.make(t)
-				spliced := async(func() (spliceResult, error) {
+				spliced := tunneltest.Async(func() (spliceResult, error) {
 					ab, ba, err := splice.Run(a, b, splice.Config{Idle: time.Minute})
 					return spliceResult{ab, ba}, err
 				})
@@ -347,7 +345,7 @@ func TestSpliceWholeEOFEndsBoth(t *testing.T) {
 				if err := closeWrite(x); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := get(t, spliced, "splice"); err != nil {
+				if _, err := tunneltest.Await(t, spliced, "splice"); err != nil {
 					t.Fatalf("splice: %v", err)
 				}
 				if err := <-ended; isTimeout(err) {
@@ -365,7 +363,7 @@ func TestSpliceWithCounts(t *testing.T) {
 	x, a := tunneltest.TCPPair(t)
 	y, b := tunneltest.TCPPair(t)
 	var ab, ba atomic.Int64
-	spliced := async(func() (spliceResult, error) {
+	spliced := tunneltest.Async(func() (spliceResult, error) {
 		n1, n2, err := splice.Run(a, b, splice.Config{
 			OnAToB: func(n int) { ab.Add(int64(n)) }, OnBToA: func(n int) { ba.Add(int64(n)) }})
 		return spliceResult{n1, n2}, err
@@ -383,7 +381,7 @@ func TestSpliceWithCounts(t *testing.T) {
 	y.Write([]byte("back"))
 	io.ReadFull(x, make([]byte, 4))
 	x.Close()
-	r, _ := get(t, spliced, "splice")
+	r, _ := tunneltest.Await(t, spliced, "splice")
 	if r.aToB != ab.Load() || r.bToA != ba.Load() || ba.Load() != 4 {
 		t.Fatalf("totals %d/%d, counted %d/%d", r.aToB, r.bToA, ab.Load(), ba.Load())
 	}
@@ -392,56 +390,6 @@ func TestSpliceWithCounts(t *testing.T) {
 // hang bounds waits for things that must happen promptly; it only guards
 // against hangs.
 const hang = 10 * time.Second
-
-// result is what a goroutine of a test reports back to the test goroutine.
-type result[T any] struct {
-	v   T
-	err error
-}
-
-// async runs f in a goroutine and returns a channel with its outcome.
-func async[T any](f func() (T, error)) <-chan result[T] {
-	ch := make(chan result[T], 1)
-	go func() {
-		v, err := f()
-		ch <- result[T]{v, err}
-	}()
-	return ch
-}
-
-// get receives the outcome of an async call, failing the test after hang.
-func get[T any](t testing.TB, ch <-chan result[T], what string) (T, error) {
-	t.Helper()
-	select {
-	case r := <-ch:
-		return r.v, r.err
-	case <-time.After(hang):
-		t.Fatalf("%s: no result after %v", what, hang)
-		panic("unreachable")
-	}
-}
-
-// sendSum writes src to w, half-closes w and returns the digest of what it
-// sent; recvSum reads r to EOF and returns the digest and the count.
-func sendSum(w halfCloser, src io.Reader) ([32]byte, error) {
-	h := sha256.New()
-	if _, err := io.Copy(w, io.TeeReader(src, h)); err != nil {
-		return [32]byte{}, err
-	}
-	return [32]byte(h.Sum(nil)), w.CloseWrite()
-}
-
-func recvSum(r io.Reader) ([32]byte, int64, error) {
-	h := sha256.New()
-	n, err := io.Copy(h, r)
-	return [32]byte(h.Sum(nil)), n, err
-}
-
-func randomStream(seed uint64, n int64) io.Reader {
-	var s [32]byte
-	s[0] = byte(seed)
-	return io.LimitReader(rand.NewChaCha8(s), n)
-}
 
 func isTimeout(err error) bool {
 	var ne net.Error
