@@ -32,20 +32,30 @@ type DialConfig struct {
 	Session Config
 }
 
-// Dial connects to a gateway and starts the client end of a yamux
-// session. The caller then opens the control stream (see OpenControl).
-func Dial(ctx context.Context, dc DialConfig) (Session, error) {
+// start checks dc and bounds ctx by dc.Timeout (default 10s): what both
+// Dial and DialQUIC do first.
+func (dc DialConfig) start(ctx context.Context) (context.Context, context.CancelFunc, error) {
 	if dc.TLS == nil {
-		return nil, fmt.Errorf("dial gateway %s: no TLS configuration", dc.Address)
+		return nil, nil, fmt.Errorf("dial gateway %s: no TLS configuration", dc.Address)
 	}
 	if err := dc.Session.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	timeout := dc.Timeout
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
+	return ctx, cancel, nil
+}
+
+// Dial connects to a gateway and starts the client end of a yamux
+// session. The caller then opens the control stream (see OpenControl).
+func Dial(ctx context.Context, dc DialConfig) (Session, error) {
+	ctx, cancel, err := dc.start(ctx)
+	if err != nil {
+		return nil, err
+	}
 	defer cancel()
 	dial := dc.Dialer
 	if dial == nil {

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"time"
 
 	"github.com/quic-go/quic-go"
 )
@@ -19,17 +18,10 @@ import (
 // never 0-RTT; it is bounded by dc.Timeout and by
 // dc.Session.QUICHandshakeTimeout. dc.Dialer is not used.
 func DialQUIC(ctx context.Context, dc DialConfig) (Session, error) {
-	if dc.TLS == nil {
-		return nil, fmt.Errorf("dial gateway %s: no TLS configuration", dc.Address)
-	}
-	if err := dc.Session.Validate(); err != nil {
+	ctx, cancel, err := dc.start(ctx)
+	if err != nil {
 		return nil, err
 	}
-	timeout := dc.Timeout
-	if timeout == 0 {
-		timeout = 10 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	raddr, host, err := resolveUDP(ctx, dc.Address)
 	if err != nil {
