@@ -31,15 +31,8 @@ func (h *handler) connect(w *recorder, r *http.Request, g *generation, t *tenant
 		http.Error(w, "not a CONNECT service of this tenant", http.StatusNotFound)
 		return ""
 	}
-	if t.numSessions() == 0 {
-		s.metrics.unavailable.WithLabelValues(t.name).Inc()
-		s.unavailable(w, g.cfg.RetryAfter, "no connector for this tenant")
-		return svc.Name
-	}
-	release, ok := s.connects.acquire(p)
+	release, ok := s.admit(w, g, t, p, s.connects, 5, "too many CONNECT streams from this device")
 	if !ok {
-		w.Header().Set("Retry-After", "5")
-		http.Error(w, "too many CONNECT streams from this device", http.StatusTooManyRequests)
 		return svc.Name
 	}
 	defer release()

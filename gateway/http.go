@@ -150,15 +150,8 @@ func (h *handler) route(w *recorder, r *http.Request, g *generation, t *tenant, 
 	if pd.relay {
 		w.class = classPayload
 	}
-	if t.numSessions() == 0 {
-		s.metrics.unavailable.WithLabelValues(t.name).Inc()
-		s.unavailable(w, g.cfg.RetryAfter, "no connector for this tenant")
-		return svc.Name
-	}
-	release, ok := s.devices.acquire(p)
+	release, ok := s.admit(w, g, t, p, s.devices, 1, "too many concurrent requests from this device")
 	if !ok {
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "too many concurrent requests from this device", http.StatusTooManyRequests)
 		return svc.Name
 	}
 	defer release()
@@ -242,6 +235,23 @@ func (b *countingBody) Read(p []byte) (int, error) {
 
 // unavailable answers 503 with a Retry-After between base and twice base,
 // so that waiting agents come back spread out.
+// admit lets a request of device p through to tenant t's connector: 503
+// with Retry-After when the tenant has none, 429 when the device is at
+// lim's limit. The caller calls release when the request is done.
+func (s *Server) admit(w http.ResponseWriter, g *generation, t *tenant, p auth.Principal, lim *deviceLimiter,
+	retryAfter int, tooMany string) (release func(), ok bool) {
+	if t.numSessions() == 0 {
+		s.metrics.unavailable.WithLabelValues(t.name).Inc()
+		s.unavailable(w, g.cfg.RetryAfter, "no connector for this tenant")
+		return nil, false
+	}
+	if release, ok = lim.acquire(p); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+		http.Error(w, tooMany, http.StatusTooManyRequests)
+	}
+	return release, ok
+}
+
 func (s *Server) unavailable(w http.ResponseWriter, base time.Duration, msg string) {
 	secs := max(int(base/time.Second), 1)
 	secs += rand.IntN(secs + 1)
