@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sekisho/sekisho/auth"
+	"github.com/sekisho/sekisho/certs"
 	"github.com/sekisho/sekisho/certs/certstest"
 )
 
@@ -33,13 +34,21 @@ type fakeGateway struct {
 	protos   map[int]bool // HTTP major versions seen
 }
 
+// gatewayPKI is a tenant CA to mint agents from, and a server
+// certificate in the TLS config of a gateway that requires the tenant's
+// client certificates.
+func gatewayPKI(t *testing.T) (*certs.CA, *certstest.Server, *tls.Config) {
+	ca := certstest.CA(t, "acme")
+	srv := certstest.NewServer(t)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	return ca, srv, &tls.Config{Certificates: []tls.Certificate{srv.Cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}
+}
+
 func TestRunTCP(t *testing.T) {
 	for _, h2 := range []bool{false, true} {
-		ca := certstest.CA(t, "acme")
-		srv := certstest.NewServer(t)
+		ca, srv, conf := gatewayPKI(t)
 		g := &fakeGateway{roots: srv.Roots, devices: map[string]bool{}, protos: map[int]bool{}}
-		pool := x509.NewCertPool()
-		pool.AddCert(ca.Cert)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -63,7 +72,7 @@ func TestRunTCP(t *testing.T) {
 				}
 				w.Write(make([]byte, 100))
 			}),
-			TLSConfig: &tls.Config{Certificates: []tls.Certificate{srv.Cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool},
+			TLSConfig: conf,
 			ConnState: func(_ net.Conn, s http.ConnState) {
 				if s == http.StateNew {
 					g.conns.Add(1)

@@ -3,7 +3,6 @@ package loadgen
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"io"
 	"log"
 	"net"
@@ -17,7 +16,6 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/sekisho/sekisho/auth"
-	"github.com/sekisho/sekisho/certs/certstest"
 	"github.com/sekisho/sekisho/tunnel"
 )
 
@@ -106,13 +104,8 @@ func TestReconnectAfterRestart(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			const agents = 20
-			ca := certstest.CA(t, "acme")
-			srv := certstest.NewServer(t)
-			pool := x509.NewCertPool()
-			pool.AddCert(ca.Cert)
-			gw := newRestartable(t, tt.transport == "quic", &tls.Config{
-				Certificates: []tls.Certificate{srv.Cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
-			})
+			ca, srv, conf := gatewayPKI(t)
+			gw := newRestartable(t, tt.transport == "quic", conf)
 			addr := gw.addr
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -165,13 +158,8 @@ func TestReconnectAfterRestart(t *testing.T) {
 // Agents without Reconnect stay away after a restart (until their next
 // request): the loss is counted, nothing comes back.
 func TestNoReconnectByDefault(t *testing.T) {
-	ca := certstest.CA(t, "acme")
-	srv := certstest.NewServer(t)
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.Cert)
-	gw := newRestartable(t, false, &tls.Config{
-		Certificates: []tls.Certificate{srv.Cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
-	})
+	ca, srv, conf := gatewayPKI(t)
+	gw := newRestartable(t, false, conf)
 	addr := gw.addr
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -197,13 +185,8 @@ func TestNoReconnectByDefault(t *testing.T) {
 // FirstAgent numbers the devices, so that several processes make distinct
 // ones.
 func TestFirstAgentNumbersDevices(t *testing.T) {
-	ca := certstest.CA(t, "acme")
-	srv := certstest.NewServer(t)
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.Cert)
-	gw := newRestartable(t, false, &tls.Config{
-		Certificates: []tls.Certificate{srv.Cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
-	})
+	ca, srv, conf := gatewayPKI(t)
+	gw := newRestartable(t, false, conf)
 	sum, err := Run(context.Background(), Config{
 		Target: gw.addr, ServerName: "localhost", RootCAs: srv.Roots, CA: ca,
 		Agents: 3, FirstAgent: 500, Duration: time.Millisecond, KeepAlive: -1,
@@ -222,13 +205,8 @@ func TestFirstAgentNumbersDevices(t *testing.T) {
 // gateway answers; without, it is counted as failed at once.
 func TestConnectRetriedWithReconnect(t *testing.T) {
 	for _, reconnect := range []bool{false, true} {
-		ca := certstest.CA(t, "acme")
-		srv := certstest.NewServer(t)
-		pool := x509.NewCertPool()
-		pool.AddCert(ca.Cert)
-		gw := newRestartable(t, false, &tls.Config{
-			Certificates: []tls.Certificate{srv.Cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
-		})
+		ca, srv, conf := gatewayPKI(t)
+		gw := newRestartable(t, false, conf)
 		addr := gw.addr
 		gw.stop() // away when the agents start
 		var wg sync.WaitGroup
@@ -258,13 +236,8 @@ func TestConnectRetriedWithReconnect(t *testing.T) {
 // Agents keep alive from the moment they connect: a slow ramp does not
 // leave the first ones silent until it ends.
 func TestKeepAliveDuringRamp(t *testing.T) {
-	ca := certstest.CA(t, "acme")
-	srv := certstest.NewServer(t)
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.Cert)
-	gw := newRestartable(t, false, &tls.Config{
-		Certificates: []tls.Certificate{srv.Cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
-	})
+	ca, srv, conf := gatewayPKI(t)
+	gw := newRestartable(t, false, conf)
 	sum, err := Run(context.Background(), Config{
 		Target: gw.addr, ServerName: "localhost", RootCAs: srv.Roots, CA: ca,
 		Agents: 6, ConnectRate: 10, Duration: time.Millisecond, KeepAlive: 50 * time.Millisecond,
@@ -281,10 +254,7 @@ func TestKeepAliveDuringRamp(t *testing.T) {
 // An attempt that timed out is retried on a new connection: the gateway
 // may have forgotten the old one (over QUIC, without telling the agent).
 func TestTimedOutAttemptDialsAgain(t *testing.T) {
-	ca := certstest.CA(t, "acme")
-	srv := certstest.NewServer(t)
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.Cert)
+	ca, srv, conf := gatewayPKI(t)
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -292,8 +262,7 @@ func TestTimedOutAttemptDialsAgain(t *testing.T) {
 	var conns, requests atomic.Int64
 	release := make(chan struct{})
 	h3 := &http3.Server{
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{srv.Cert}, ClientAuth: tls.RequireAndVerifyClientCert,
-			ClientCAs: pool, NextProtos: []string{http3.NextProtoH3}},
+		TLSConfig:   http3.ConfigureTLSConfig(conf),
 		ConnContext: func(ctx context.Context, _ *quic.Conn) context.Context { conns.Add(1); return ctx },
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if requests.Add(1) == 1 {
