@@ -96,9 +96,11 @@ type handler struct{ s *Server }
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := h.s
 	start := time.Now()
-	if ci, _ := r.Context().Value(connInfoKey{}).(*connInfo); ci != nil {
-		ci.begin()
-		defer ci.end()
+	if r.ProtoMajor == 3 { // only a draining HTTP/3 server asks (closeIdleH3)
+		if ci, _ := r.Context().Value(connInfoKey{}).(*connInfo); ci != nil {
+			ci.begin()
+			defer ci.end()
+		}
 	}
 	p, err := principal(r)
 	t := (*tenant)(nil)
