@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"hash"
 	"io"
 	"net/http"
 	"strconv"
@@ -160,19 +162,7 @@ func TestShutdownDrainsDownload(t *testing.T) {
 	const size = 64 << 20
 	acme := newTenant(t, "acme")
 	gate := make(chan struct{})
-	// The core sends half, then waits for the test, so the download is
-	// surely in flight (not sitting in socket buffers) when Shutdown starts.
-	w, _ := served(t, acme, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/big" {
-			return // the probes below, answered at once
-		}
-		rw.Header().Set("Content-Length", strconv.Itoa(size))
-		src := newPattern()
-		io.Copy(rw, io.LimitReader(src, size/2))
-		rw.(http.Flusher).Flush()
-		<-gate
-		io.Copy(rw, io.LimitReader(src, size/2))
-	}))
+	w, _ := served(t, acme, halfThenWait(size, gate))
 	cert := certstest.Agent(t, acme.ca, "pc-1")
 	resp, err := w.agent(&cert, false).Get(w.url("/big"))
 	if err != nil {
@@ -200,18 +190,42 @@ func TestShutdownDrainsDownload(t *testing.T) {
 	default:
 	}
 	close(gate)
-	n, err := io.Copy(got, resp.Body)
-	if err != nil || n+1<<20 != size {
-		t.Fatalf("rest of download: %d bytes, %v", n, err)
-	}
-	want := sha256.New()
-	io.Copy(want, io.LimitReader(newPattern(), size))
-	if string(got.Sum(nil)) != string(want.Sum(nil)) {
-		t.Fatal("download differs")
-	}
+	finishPattern(t, got, resp.Body, 1<<20, size)
 	resp.Body.Close()
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown: %v", err)
+	}
+}
+
+// halfThenWait is a core that serves size pattern bytes at /big: half at
+// once, the rest when gate closes, so that the download is surely in
+// flight (not sitting in socket buffers) while the test acts. Other paths
+// get an empty answer at once.
+func halfThenWait(size int64, gate <-chan struct{}) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/big" {
+			return
+		}
+		rw.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		src := newPattern()
+		io.Copy(rw, io.LimitReader(src, size/2))
+		rw.(http.Flusher).Flush()
+		<-gate
+		io.Copy(rw, io.LimitReader(src, size-size/2))
+	})
+}
+
+// finishPattern reads the rest of a pattern download of size bytes, of
+// which got has hashed the first done, and checks it whole.
+func finishPattern(t *testing.T, got hash.Hash, body io.Reader, done, size int64) {
+	t.Helper()
+	if n, err := io.Copy(got, body); err != nil || done+n != size {
+		t.Fatalf("rest of the download: %d bytes, %v", n, err)
+	}
+	want := sha256.New()
+	io.Copy(want, io.LimitReader(newPattern(), size))
+	if !bytes.Equal(got.Sum(nil), want.Sum(nil)) {
+		t.Fatal("the download differs")
 	}
 }
 

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -180,17 +179,7 @@ func TestShutdownClosesIdleHTTP3(t *testing.T) {
 	acme := newTenant(t, "acme")
 	w, agents, _ := quicWorld(t, acme)
 	gate := make(chan struct{})
-	core := startCore(t, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/big" {
-			return
-		}
-		rw.Header().Set("Content-Length", strconv.Itoa(size))
-		src := newPattern()
-		io.Copy(rw, io.LimitReader(src, size/2))
-		rw.(http.Flusher).Flush()
-		<-gate
-		io.Copy(rw, io.LimitReader(src, size/2))
-	}))
+	core := startCore(t, halfThenWait(size, gate))
 	w.startConnector(t, acme, []connector.ServiceConfig{{Name: "core", PathPrefix: "/", Address: core.addr()}}, nil)
 	w.waitServed(t, "acme", 2)
 	addr := agents.LocalAddr().String()
@@ -239,14 +228,7 @@ func TestShutdownClosesIdleHTTP3(t *testing.T) {
 	default:
 	}
 	close(gate)
-	if n, err := io.Copy(got, resp.Body); err != nil || n+1<<20 != size {
-		t.Fatalf("rest of the download: %d bytes, %v", n, err)
-	}
-	want := sha256.New()
-	io.Copy(want, io.LimitReader(newPattern(), size))
-	if !bytes.Equal(got.Sum(nil), want.Sum(nil)) {
-		t.Fatal("the download differs")
-	}
+	finishPattern(t, got, resp.Body, 1<<20, size)
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
